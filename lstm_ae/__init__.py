@@ -1,0 +1,1 @@
+"""LSTM autoencoders on time series."""

@@ -1,0 +1,267 @@
+"""Typed schemas for every config group, and value checks.
+
+Each YAML option in ``conf/<group>/`` starts with ``defaults: [<schema name>]``, so Hydra merges
+it onto one of the dataclasses below: a value of the wrong type or an unknown key fails when the
+config is composed, before any work starts. Ranges (``hidden_size > 0``, ``lr > 0``, ...) are
+checked by :func:`validate`, which names the offending key.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_ae.errors import ConfigError
+
+
+class Device(enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class ClassifyFrom(enum.Enum):
+    decoder = "decoder"  # the decoder's last hidden state h~_T (the assignment's choice)
+    latent = "latent"  # the context z = h_T of the encoder
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    _target_: str = "lstm_ae.model.LSTMAutoencoder"
+    input_size: Optional[int] = None  # null: taken from the data (features per time step)
+    hidden_size: int = 40
+    num_layers: int = 1
+    dropout: float = 0.0  # between stacked LSTM layers (needs num_layers > 1)
+    num_classes: Optional[int] = None  # set by tasks that classify: adds a linear head
+    classify_from: ClassifyFrom = ClassifyFrom.decoder
+
+
+# ------------------------------------------------------------------------- optimizer
+@dataclass
+class OptimizerConfig:
+    _target_: str = "torch.optim.Adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    amsgrad: bool = False
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 1e-2
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    dampening: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    _target_: str = "torch.optim.RMSprop"
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    centered: bool = False
+
+
+# ------------------------------------------------------------------------- scheduler
+@dataclass
+class NoSchedulerConfig:
+    _target_: Optional[str] = None
+
+
+@dataclass
+class CosineConfig:
+    _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
+    T_max: int = "${trainer.epochs}"  # type: ignore[assignment]  # one cosine over the whole run
+    eta_min: float = 0.0
+
+
+@dataclass
+class StepConfig:
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
+    step_size: int = 50  # epochs
+    gamma: float = 0.5
+
+
+@dataclass
+class PlateauConfig:
+    _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    mode: str = "min"  # stepped with the validation loss after each epoch
+    factor: float = 0.5
+    patience: int = 10
+    min_lr: float = 0.0
+
+
+@dataclass
+class OneCycleConfig:
+    _target_: str = "torch.optim.lr_scheduler.OneCycleLR"
+    max_lr: float = "${optimizer.lr}"  # type: ignore[assignment]
+    epochs: int = "${trainer.epochs}"  # type: ignore[assignment]
+    steps_per_epoch: Optional[int] = None  # null: filled in by the trainer from the data
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+
+# --------------------------------------------------------------------------- dataset
+@dataclass
+class ToyDatasetConfig:
+    _target_: str = "lstm_ae.data.toy.load_toy"
+    num_sequences: int = 10_000
+    seq_len: int = 50
+    dip_min: int = 20  # the dip centre i is drawn uniformly from [dip_min, dip_max] (1-based)
+    dip_max: int = 30
+    dip_half_width: int = 5  # values at t = i-5 .. i+5 are scaled
+    dip_scale: float = 0.1
+    split: List[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])  # train/val/test
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------ task
+@dataclass
+class ReconstructTaskConfig:
+    _target_: str = "lstm_ae.tasks.Reconstruct"
+    num_examples: int = 3  # sequences drawn in examples.png
+    num_reconstructions: int = 2  # test sequences drawn in reconstructions.png
+
+
+# --------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    epochs: int = 300
+    batch_size: int = 64
+    eval_batch_size: int = 2048
+    grad_clip: Optional[float] = 1.0  # max gradient norm; null disables clipping
+    seed: int = 0
+    device: Device = Device.auto  # auto: cuda when available, else cpu
+    num_threads: Optional[int] = None  # torch intra-op threads; null: torch's default
+    precision: Precision = Precision.fp32  # bf16: autocast (AMX on CPU, tensor cores on GPU)
+    patience: Optional[int] = None  # stop after this many epochs without a better val loss
+    progress: bool = True  # tqdm bar per epoch
+    save_checkpoints: bool = True
+
+
+SCHEMAS = {
+    "model": {"lstm_ae": ModelConfig},
+    "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
+    "scheduler": {
+        "none": NoSchedulerConfig,
+        "cosine": CosineConfig,
+        "step": StepConfig,
+        "plateau": PlateauConfig,
+        "onecycle": OneCycleConfig,
+    },
+    "dataset": {"toy": ToyDatasetConfig},
+    "task": {"reconstruct": ReconstructTaskConfig},
+    "trainer": {"default": TrainerConfig},
+}
+
+
+def register_configs() -> None:
+    """Register every schema in Hydra's ConfigStore as ``schema/<group>/<name>`` (idempotent).
+
+    The YAML options in ``conf/<group>/`` extend them with ``- /schema/<group>@_here_: <name>``.
+    """
+    cs = ConfigStore.instance()
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+# ------------------------------------------------------------------------ validation
+def _int_at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _fractions(v: Any) -> bool:
+    return len(v) == 3 and all(_positive(f) for f in v) and abs(sum(v) - 1.0) < 1e-6
+
+
+# (key, check, what the value must be). Keys absent from a config are skipped, so one table
+# serves every entry script. Add a line to check a new key.
+RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("model.input_size", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("model.hidden_size", _int_at_least(1), "a positive integer"),
+    ("model.num_layers", _int_at_least(1), "a positive integer"),
+    ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.num_classes", _optional(_int_at_least(2)), "an integer >= 2 or null"),
+    ("optimizer.lr", _positive, "a positive number"),
+    ("optimizer.weight_decay", _non_negative, "a non-negative number"),
+    ("optimizer.momentum", _non_negative, "a non-negative number"),
+    ("trainer.epochs", _int_at_least(1), "a positive integer"),
+    ("trainer.batch_size", _int_at_least(1), "a positive integer"),
+    ("trainer.eval_batch_size", _int_at_least(1), "a positive integer"),
+    ("trainer.grad_clip", _optional(_positive), "a positive number, or null to disable clipping"),
+    ("trainer.num_threads", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("trainer.patience", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("scheduler.step_size", _int_at_least(1), "a positive integer"),
+    ("scheduler.gamma", _positive, "a positive number"),
+    ("scheduler.factor", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("dataset.num_sequences", _int_at_least(3), "an integer >= 3"),
+    ("dataset.seq_len", _int_at_least(1), "a positive integer"),
+    ("dataset.dip_scale", _non_negative, "a non-negative number"),
+    ("dataset.split", _fractions, "three positive fractions (train, val, test) summing to 1"),
+]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the first key whose value is out of range."""
+    missing = object()
+    for key, check, what in RULES:
+        value = OmegaConf.select(cfg, key, default=missing)
+        if value is missing:
+            continue
+        try:
+            ok = check(value)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key} must be {what}; got {value!r}")
+    ds = cfg.get("dataset")
+    if ds is not None and "dip_min" in ds:
+        lo, hi, w = ds.dip_min, ds.dip_max, ds.dip_half_width
+        if not (1 <= lo - w and lo <= hi and hi + w <= ds.seq_len and w >= 0):
+            raise ConfigError(
+                "dataset.dip_min/dip_max/dip_half_width must keep the dip inside the sequence: "
+                f"need 1 <= dip_min - dip_half_width, dip_min <= dip_max, dip_max + dip_half_width "
+                f"<= seq_len; got dip_min={lo}, dip_max={hi}, dip_half_width={w}, seq_len={ds.seq_len}"
+            )
+
+
+register_configs()

@@ -1,0 +1,17 @@
+"""Errors a user can cause. They are reported in one line, without a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in the config, the data or the command line; the message says how to fix it."""
+
+
+class ConfigError(UserError):
+    """A config value that is out of range or inconsistent with the data."""
+
+
+class DataError(UserError):
+    """A data file that is missing or malformed."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""

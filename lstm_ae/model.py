@@ -1,0 +1,75 @@
+"""The LSTM autoencoder of the assignment (Fig. 1), with optional heads switched on by config.
+
+    encoder LSTM reads x_1..x_T            -> z = h_T (top layer's last hidden state)
+    decoder LSTM reads z at every step     -> h~_1..h~_T
+    x~_t = sigmoid(U h~_t)                 (inputs are min-max scaled to [0, 1])
+
+Heads read what the model already computes, so a task only switches them on:
+``num_classes`` adds a classifier on h~_T (or on z with ``classify_from=latent``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from lstm_ae.config import ClassifyFrom
+
+
+@dataclass
+class AEOutput:
+    reconstruction: torch.Tensor  # (B, T, input_size), in [0, 1]
+    latent: torch.Tensor  # z, (B, hidden_size)
+    logits: Optional[torch.Tensor] = None  # (B, num_classes) when the classifier head is on
+
+    def float(self) -> "AEOutput":
+        """The same outputs in fp32 (after a bf16 autocast forward), so losses stay in fp32."""
+        f = lambda t: None if t is None else t.float()  # noqa: E731
+        return AEOutput(f(self.reconstruction), f(self.latent), f(self.logits))
+
+
+class LSTMAutoencoder(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        num_classes: Optional[int] = None,
+        classify_from: ClassifyFrom | str = ClassifyFrom.decoder,
+    ) -> None:
+        super().__init__()
+        dropout = dropout if num_layers > 1 else 0.0  # nn.LSTM warns on dropout with one layer
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.encoder = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+        self.decoder = nn.LSTM(hidden_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+        self.output = nn.Linear(hidden_size, input_size)
+        self.classify_from = ClassifyFrom(getattr(classify_from, "value", classify_from))
+        self.classifier = nn.Linear(hidden_size, num_classes) if num_classes else None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, input_size) -> z: (B, hidden_size), the top layer's last hidden state."""
+        _, (h, _) = self.encoder(x)
+        return h[-1]
+
+    def decode(self, z: torch.Tensor, steps: int) -> torch.Tensor:
+        """z: (B, H) -> decoder hidden states h~_1..h~_T: (B, T, H). z is the input at every step."""
+        dec_in = z.unsqueeze(1).expand(-1, steps, -1)
+        out, _ = self.decoder(dec_in)
+        return out
+
+    def forward(self, x: torch.Tensor) -> AEOutput:
+        z = self.encode(x)
+        h_dec = self.decode(z, x.shape[1])
+        recon = torch.sigmoid(self.output(h_dec))
+        logits = None
+        if self.classifier is not None:
+            features = h_dec[:, -1] if self.classify_from is ClassifyFrom.decoder else z
+            logits = self.classifier(features)
+        return AEOutput(reconstruction=recon, latent=z, logits=logits)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

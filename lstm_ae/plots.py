@@ -1,0 +1,88 @@
+"""Every matplotlib figure of the project, in one consistent, print-friendly style."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def sequences(path: Path, series: Sequence[np.ndarray], titles: Sequence[str], suptitle: str) -> Path:
+    """One panel per sequence: value vs time step."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(series), 1, figsize=(8, 2.2 * len(series)), sharex=True, squeeze=False)
+        for ax, s, title in zip(axes[:, 0], series, titles):
+            t = np.arange(1, len(s) + 1)
+            ax.plot(t, s, marker=".", lw=1.2, color="C0")
+            ax.set_title(title)
+            ax.set_ylabel("value")
+            ax.set_ylim(-0.05, 1.05)
+        axes[-1, 0].set_xlabel("time step t")
+        fig.suptitle(suptitle)
+        return _save(fig, path)
+
+
+def reconstructions(
+    path: Path, originals: Sequence[np.ndarray], recons: Sequence[np.ndarray], titles: Sequence[str], suptitle: str
+) -> Path:
+    """One panel per sequence: the original and its reconstruction, value vs time step."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(originals), 1, figsize=(8, 2.6 * len(originals)), sharex=True, squeeze=False)
+        for ax, x, r, title in zip(axes[:, 0], originals, recons, titles):
+            t = np.arange(1, len(x) + 1)
+            ax.plot(t, x, marker=".", lw=1.2, color="C0", label="original")
+            ax.plot(t, r, marker="x", lw=1.2, ls="--", color="C3", label="reconstruction")
+            ax.set_title(title)
+            ax.set_ylabel("value")
+            ax.set_ylim(-0.05, 1.05)
+            ax.legend(loc="upper right")
+        axes[-1, 0].set_xlabel("time step t")
+        fig.suptitle(suptitle)
+        return _save(fig, path)
+
+
+def curves(
+    path: Path,
+    history: List[Dict[str, float]],
+    keys: Dict[str, str],
+    ylabel: str,
+    title: str,
+    log_y: bool = False,
+) -> Path:
+    """Metrics vs epoch; ``keys`` maps a history column to its legend label."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        epochs = [row["epoch"] for row in history]
+        for key, label in keys.items():
+            ax.plot(epochs, [row[key] for row in history], lw=1.6, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.legend()
+        return _save(fig, path)

@@ -1,0 +1,64 @@
+"""Hydra callback: after a multirun, ``summary.csv`` in the sweep folder, best job first."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def collect(sweep_dir: Path) -> pd.DataFrame:
+    """One row per job folder under ``sweep_dir``: overrides, results.json metrics, folder."""
+    rows: List[Dict[str, Any]] = []
+    for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        job_dir = overrides_file.parent.parent
+        row: Dict[str, Any] = {"job": job_dir.name}
+        for item in OmegaConf.load(overrides_file):
+            key, _, value = str(item).partition("=")
+            if not key.startswith(("hparams_search", "hydra")):
+                row[key.lstrip("+~")] = value
+        results_file = job_dir / "results.json"
+        if results_file.exists():
+            row["status"] = "completed"
+            row.update(json.loads(results_file.read_text()))
+        else:
+            row["status"] = "failed"
+        row["run_dir"] = str(job_dir)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    objective = df["objective"].dropna().iloc[0] if "objective" in df and df["objective"].notna().any() else None
+    if objective in df:
+        df = df.sort_values(objective, na_position="last", kind="stable")
+    return df.reset_index(drop=True)
+
+
+class SweepSummary(Callback):
+    """Writes ``<sweep dir>/summary.csv`` and logs the best job (lowest validation objective)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        df = collect(sweep_dir)
+        if df.empty:
+            log.warning("no job folders found in %s; no summary written", sweep_dir)
+            return
+        path = sweep_dir / "summary.csv"
+        df.to_csv(path, index=False)
+        done = df[df["status"] == "completed"]
+        if done.empty:
+            log.warning("no job completed; summary in %s", path)
+            return
+        best = done.iloc[0]
+        objective = best["objective"]
+        params = {k: best[k] for k in df.columns if "." in k and k not in ("run_dir",)}
+        log.info(
+            "summary of %d jobs written to %s\nbest: %s  %s=%.5f  test_mse=%s\n      %s",
+            len(df), path, params, objective, best[objective], best.get("test_mse"), best["run_dir"],
+        )
