@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
@@ -34,6 +35,11 @@ class ClassifyFrom(enum.Enum):
     latent = "latent"  # the context z = h_T of the encoder
 
 
+class LSTMInit(enum.Enum):
+    default = "default"  # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H))
+    chrono = "chrono"  # gate biases for memory over ~chrono_t_max steps (Tallec & Ollivier 2018)
+
+
 # ----------------------------------------------------------------------------- model
 @dataclass
 class ModelConfig:
@@ -44,6 +50,8 @@ class ModelConfig:
     dropout: float = 0.0  # between stacked LSTM layers (needs num_layers > 1)
     num_classes: Optional[int] = None  # set by tasks that classify: adds a linear head
     classify_from: ClassifyFrom = ClassifyFrom.decoder
+    init: LSTMInit = LSTMInit.default
+    chrono_t_max: Optional[int] = None  # null: the sequence length of the data
 
 
 # ------------------------------------------------------------------------- optimizer
@@ -219,6 +227,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.hidden_size", _int_at_least(1), "a positive integer"),
     ("model.num_layers", _int_at_least(1), "a positive integer"),
     ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.chrono_t_max", _optional(_int_at_least(2)), "an integer >= 2 or null"),
     ("model.num_classes", _optional(_int_at_least(2)), "an integer >= 2 or null"),
     ("optimizer.lr", _positive, "a positive number"),
     ("optimizer.weight_decay", _non_negative, "a non-negative number"),
@@ -264,4 +273,17 @@ def validate(cfg: DictConfig) -> None:
             )
 
 
+def sqlite_url(path: str) -> str:
+    """OmegaConf resolver ``${sqlite_url:some/file.db}``: an SQLAlchemy URL for an SQLite file.
+
+    Relative paths are taken from the current folder; the parent folder is created, since
+    SQLite cannot create it and the sweep needs the study before Hydra makes the sweep folder.
+    """
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
+
+
 register_configs()
+if not OmegaConf.has_resolver("sqlite_url"):
+    OmegaConf.register_new_resolver("sqlite_url", sqlite_url)

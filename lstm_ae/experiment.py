@@ -52,7 +52,10 @@ def build_model(cfg: DictConfig, splits: Splits) -> torch.nn.Module:
             f"model.input_size={input_size} does not match the data, which has {features} "
             f"value(s) per time step; set model.input_size={features} or leave it null"
         )
-    return instantiate(cfg.model, input_size=input_size)
+    extra = {}
+    if cfg.model.get("chrono_t_max", 0) is None:
+        extra["chrono_t_max"] = splits.seq_len
+    return instantiate(cfg.model, input_size=input_size, **extra)
 
 
 def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from lstm_ae.config import ClassifyFrom
+from lstm_ae.config import ClassifyFrom, LSTMInit
 
 
 @dataclass
@@ -39,6 +39,8 @@ class LSTMAutoencoder(nn.Module):
         dropout: float = 0.0,
         num_classes: Optional[int] = None,
         classify_from: ClassifyFrom | str = ClassifyFrom.decoder,
+        init: LSTMInit | str = LSTMInit.default,
+        chrono_t_max: Optional[int] = None,
     ) -> None:
         super().__init__()
         dropout = dropout if num_layers > 1 else 0.0  # nn.LSTM warns on dropout with one layer
@@ -48,6 +50,11 @@ class LSTMAutoencoder(nn.Module):
         self.output = nn.Linear(hidden_size, input_size)
         self.classify_from = ClassifyFrom(getattr(classify_from, "value", classify_from))
         self.classifier = nn.Linear(hidden_size, num_classes) if num_classes else None
+        if LSTMInit(getattr(init, "value", init)) is LSTMInit.chrono:
+            if not chrono_t_max or chrono_t_max < 2:
+                raise ValueError("chrono initialisation needs chrono_t_max >= 2 (the sequence length)")
+            for lstm in (self.encoder, self.decoder):
+                chrono_init_(lstm, chrono_t_max)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, input_size) -> z: (B, hidden_size), the top layer's last hidden state."""
@@ -69,6 +76,24 @@ class LSTMAutoencoder(nn.Module):
             features = h_dec[:, -1] if self.classify_from is ClassifyFrom.decoder else z
             logits = self.classifier(features)
         return AEOutput(reconstruction=recon, latent=z, logits=logits)
+
+
+@torch.no_grad()
+def chrono_init_(lstm: nn.LSTM, t_max: int) -> None:
+    """Chrono initialisation (Tallec & Ollivier, ICLR 2018) of every layer of ``lstm``.
+
+    Forget-gate biases b_f ~ log(U[1, t_max - 1]) and input-gate biases b_i = -b_f, so that at
+    initialisation the cells keep information for up to ~t_max steps instead of ~2. PyTorch
+    packs the gates as (input, forget, cell, output) and adds bias_ih + bias_hh.
+    """
+    h = lstm.hidden_size
+    for layer in range(lstm.num_layers):
+        b_ih, b_hh = getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")
+        b_f = torch.log(torch.empty(h).uniform_(1.0, t_max - 1.0))
+        b_ih.zero_()
+        b_hh.zero_()
+        b_ih[h : 2 * h] = b_f
+        b_ih[0:h] = -b_f
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -57,8 +57,11 @@ class SweepSummary(Callback):
             return
         best = done.iloc[0]
         objective = best["objective"]
-        params = {k: best[k] for k in df.columns if "." in k and k not in ("run_dir",)}
-        log.info(
-            "summary of %d jobs written to %s\nbest: %s  %s=%.5f  test_mse=%s\n      %s",
-            len(df), path, params, objective, best[objective], best.get("test_mse"), best["run_dir"],
+        swept = {k: best[k] for k in df.columns if "." in k and df[k].nunique(dropna=False) > 1}
+        test = f"  test_mse={best['test_mse']:.5f}" if "test_mse" in best else ""
+        # printed, not logged: this is the answer the user ran the sweep for
+        print(
+            f"summary of {len(df)} jobs ({len(done)} completed): {path}\n"
+            f"best: {swept or 'all jobs equal'}  {objective}={best[objective]:.5f}{test}\n"
+            f"      {best['run_dir']}"
         )

@@ -1,0 +1,66 @@
+"""The autoencoder's shapes and wiring (assignment Fig. 1)."""
+import pytest
+import torch
+
+from lstm_ae.model import LSTMAutoencoder, count_parameters
+
+
+def test_shapes_and_range():
+    model = LSTMAutoencoder(input_size=3, hidden_size=16)
+    x = torch.rand(5, 11, 3)
+    out = model(x)
+    assert out.reconstruction.shape == (5, 11, 3)
+    assert out.latent.shape == (5, 16)
+    assert out.logits is None
+    assert 0 <= out.reconstruction.min() and out.reconstruction.max() <= 1  # sigmoid output
+
+
+def test_latent_is_encoders_last_hidden_state_of_top_layer():
+    model = LSTMAutoencoder(input_size=2, hidden_size=6, num_layers=2, dropout=0.1).eval()
+    x = torch.rand(4, 9, 2)
+    seq_out, _ = model.encoder(x)
+    torch.testing.assert_close(model(x).latent, seq_out[:, -1])
+
+
+def test_decoder_receives_z_at_every_step():
+    model = LSTMAutoencoder(input_size=1, hidden_size=8)
+    seen = {}
+
+    def keep_input(module, args, output):
+        seen["input"] = args[0]
+
+    model.decoder.register_forward_hook(keep_input)
+    x = torch.rand(3, 7, 1)
+    out = model(x)
+    dec_in = seen["input"]
+    assert dec_in.shape == (3, 7, 8)
+    for t in range(7):
+        torch.testing.assert_close(dec_in[:, t], out.latent)
+
+
+def test_encoder_and_decoder_are_different_lstms():
+    model = LSTMAutoencoder(input_size=1, hidden_size=8)
+    assert model.encoder is not model.decoder
+    assert model.decoder.input_size == 8  # the decoder reads z, not x
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("classify_from", ["decoder", "latent"])
+def test_classifier_head(classify_from):
+    model = LSTMAutoencoder(input_size=28, hidden_size=12, num_classes=10, classify_from=classify_from)
+    x = torch.rand(4, 28, 28)
+    out = model(x)
+    assert out.logits.shape == (4, 10)
+    if classify_from == "latent":
+        torch.testing.assert_close(out.logits, model.classifier(out.latent))
+    else:
+        h_dec = model.decode(out.latent, 28)
+        torch.testing.assert_close(out.logits, model.classifier(h_dec[:, -1]))
+
+
+def test_output_float_keeps_fp32_after_bf16_autocast():
+    model = LSTMAutoencoder(input_size=1, hidden_size=8, num_classes=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 5, 1))
+    f = out.float()
+    assert f.reconstruction.dtype == f.latent.dtype == f.logits.dtype == torch.float32

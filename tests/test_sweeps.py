@@ -1,0 +1,58 @@
+"""Multiruns with the basic and the Optuna sweeper write summary.csv; the Optuna study persists."""
+import json
+
+import optuna
+import pandas as pd
+import pytest
+
+from lstm_ae.sweep import collect
+from tests.conftest import TINY_TOY, run_script
+
+TINY = [*TINY_TOY, "trainer.epochs=1", "dataset.num_sequences=60"]
+
+
+def test_basic_multirun_writes_sorted_summary(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_script("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=4,8", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(sweep_dir / "summary.csv")
+    assert len(df) == 2 and set(df["model.hidden_size"]) == {4, 8}
+    assert (df["status"] == "completed").all()
+    assert list(df["val_mse"]) == sorted(df["val_mse"])  # best first
+    for _, row in df.iterrows():
+        res = json.loads((sweep_dir / str(row["job"]) / "results.json").read_text())
+        assert res["val_mse"] == pytest.approx(row["val_mse"])
+        assert row["run_dir"].endswith(f"/{row['job']}")
+    assert "best:" in proc.stdout and "test_mse=" in proc.stdout
+
+
+def test_optuna_multirun_with_sqlite_storage_continues_the_study(tmp_path):
+    db = tmp_path / "study" / "toy.db"
+    args = ["-m", "hparams_search=toy_optuna", *TINY, "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage=${{sqlite_url:{db}}}"]
+    first = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv")
+    assert len(summary) == 2 and (summary["status"] == "completed").all()
+
+    study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2
+    # the value Optuna minimised is the validation MSE each job wrote
+    assert sorted(t.value for t in trials) == pytest.approx(sorted(summary["val_mse"]))
+
+    second = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert second.returncode == 0, second.stderr[-3000:]
+    study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 4  # the same study, continued
+
+
+def test_collect_marks_jobs_without_results_as_failed(tmp_path):
+    for job, val in (("0", 0.2), ("1", None), ("2", 0.1)):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- model.hidden_size={job}\n")
+        if val is not None:
+            (tmp_path / job / "results.json").write_text(json.dumps({"objective": "val_mse", "val_mse": val}))
+    df = collect(tmp_path)
+    assert list(df["job"]) == ["2", "0", "1"]
+    assert list(df["status"]) == ["completed", "completed", "failed"]

@@ -1,0 +1,130 @@
+"""The toy experiment end to end through the real entry point, as a user runs it."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from lstm_ae.experiment import build_model
+from lstm_ae.errors import ConfigError
+from lstm_ae.data.toy import load_toy
+from tests.conftest import TINY_TOY, compose_cfg, run_script
+
+ARTEFACTS = [
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+    "metrics.csv",
+    "results.json",
+    "checkpoints/best.pt",
+    "checkpoints/last.pt",
+    "examples.png",
+    "reconstructions.png",
+    "loss.png",
+]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("toy") / "run"
+    proc = run_script("lstm_ae_toy.py", *TINY_TOY, "trainer.epochs=2", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_two_epoch_run_writes_every_artefact(toy_run):
+    run_dir, _ = toy_run
+    for name in ARTEFACTS:
+        path = run_dir / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    for png in run_dir.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_csv_has_one_row_per_epoch(toy_run):
+    df = pd.read_csv(toy_run[0] / "metrics.csv")
+    assert list(df["epoch"]) == [1, 2]
+    for col in ("epoch", "train_loss", "val_loss", "lr", "seconds"):
+        assert col in df.columns
+    assert (df["train_loss"] > 0).all() and (df["seconds"] > 0).all()
+
+
+def test_results_json(toy_run):
+    res = json.loads((toy_run[0] / "results.json").read_text())
+    for key in ("test_mse", "val_mse", "baseline_test_mse", "best_epoch", "train_seconds"):
+        assert key in res
+    assert res["objective"] == "val_mse"
+    df = pd.read_csv(toy_run[0] / "metrics.csv")
+    assert res["val_mse"] == pytest.approx(df["val_mse"].min())  # the best-on-validation epoch
+    assert res["best_epoch"] == int(df.loc[df["val_mse"].idxmin(), "epoch"])
+    assert 0.05 < res["baseline_test_mse"] < 0.11  # about 0.080 on the full data
+
+
+def test_best_checkpoint_reproduces_test_mse(toy_run):
+    """The test MSE is the best-on-validation checkpoint's, evaluated once."""
+    run_dir, _ = toy_run
+    cfg = compose_cfg("toy", TINY_TOY)
+    splits = load_toy(**{k: v for k, v in cfg.dataset.items() if k != "_target_"})
+    model = build_model(cfg, splits)
+    ckpt = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    model.load_state_dict(ckpt["model"])
+    with torch.no_grad():
+        mse = ((model(splits.test.x).reconstruction - splits.test.x) ** 2).mean().item()
+    res = json.loads((run_dir / "results.json").read_text())
+    assert mse == pytest.approx(res["test_mse"], rel=1e-4)
+    assert ckpt["epoch"] == res["best_epoch"]
+
+
+def test_same_seed_same_results(toy_run, tmp_path):
+    run_dir, _ = toy_run
+    proc = run_script("lstm_ae_toy.py", *TINY_TOY, "trainer.epochs=2", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = json.loads((run_dir / "results.json").read_text())
+    b = json.loads((tmp_path / "results.json").read_text())
+    for key in ("test_mse", "val_mse", "baseline_test_mse", "best_epoch"):
+        assert a[key] == b[key]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.hidden_size=0", "model.hidden_size must be a positive integer"),
+        ("optimizer.lr=-1", "optimizer.lr must be a positive number"),
+        ("trainer.batch_size=0", "trainer.batch_size must be a positive integer"),
+        ("model.input_size=3", "model.input_size=3 does not match the data"),
+    ],
+)
+def test_bad_value_fails_with_one_clear_line(tmp_path, override, message):
+    proc = run_script("lstm_ae_toy.py", *TINY_TOY, override, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_input_size_mismatch_is_a_config_error():
+    cfg = compose_cfg("toy", [*TINY_TOY, "model.input_size=2"])
+    with pytest.raises(ConfigError, match="model.input_size=2"):
+        build_model(cfg, load_toy(num_sequences=10))
+
+
+def test_help_lists_groups_and_options():
+    proc = run_script("lstm_ae_toy.py", "--help")
+    assert proc.returncode == 0
+    for text in ("model: lstm_ae", "optimizer: adam, adamw, rmsprop, sgd", "hparams_search: toy_grid, toy_optuna",
+                 "scheduler: cosine, none, onecycle, plateau, step", "trainer: default"):
+        assert text in proc.stdout, text
+
+
+def test_cfg_job_prints_composed_config():
+    proc = run_script("lstm_ae_toy.py", "--cfg", "job", "model.hidden_size=32")
+    assert proc.returncode == 0
+    assert "hidden_size: 32" in proc.stdout and "_target_: torch.optim.Adam" in proc.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_run(tmp_path):
+    proc = run_script("lstm_ae_toy.py", *TINY_TOY, "trainer.epochs=1", "trainer.device=cuda",
+                      f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "results.json").read_text())["device"].startswith("cuda")
