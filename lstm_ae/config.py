@@ -148,12 +148,32 @@ class ToyDatasetConfig:
     seed: int = 0
 
 
+@dataclass
+class MnistDatasetConfig:
+    _target_: str = "lstm_ae.data.mnist.load_mnist"
+    root: str = "${oc.env:LSTM_AE_DATA,data}"  # holds MNIST/raw/*.gz
+    layout: str = "row"  # row: 28 steps x 28 pixels; pixel: 784 steps x 1 pixel
+    val_size: int = 5000  # validation images drawn (seeded) from the 60,000 training images
+    seed: int = 0
+    download: bool = False  # fetch with torchvision into root when the files are missing
+    limit: Optional[int] = None  # keep only the first N images of each file (quick trials)
+
+
 # ------------------------------------------------------------------------------ task
 @dataclass
 class ReconstructTaskConfig:
     _target_: str = "lstm_ae.tasks.Reconstruct"
     num_examples: int = 3  # sequences drawn in examples.png
     num_reconstructions: int = 2  # test sequences drawn in reconstructions.png
+
+
+@dataclass
+class ClassifyTaskConfig:
+    _target_: str = "lstm_ae.tasks.Classify"
+    recon_weight: float = 30.0  # loss = recon_weight * MSE + class_weight * cross-entropy
+    class_weight: float = 1.0
+    num_reconstructions: int = 3
+    num_examples: int = 3
 
 
 # --------------------------------------------------------------------------- trainer
@@ -182,8 +202,8 @@ SCHEMAS = {
         "plateau": PlateauConfig,
         "onecycle": OneCycleConfig,
     },
-    "dataset": {"toy": ToyDatasetConfig},
-    "task": {"reconstruct": ReconstructTaskConfig},
+    "dataset": {"toy": ToyDatasetConfig, "mnist": MnistDatasetConfig},
+    "task": {"reconstruct": ReconstructTaskConfig, "classify": ClassifyTaskConfig},
     "trainer": {"default": TrainerConfig},
 }
 
@@ -242,6 +262,11 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("scheduler.gamma", _positive, "a positive number"),
     ("scheduler.factor", lambda v: 0 < v < 1, "in (0, 1)"),
     ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("task.recon_weight", _non_negative, "a non-negative number"),
+    ("task.class_weight", _non_negative, "a non-negative number"),
+    ("dataset.layout", lambda v: v in ("row", "pixel"), "'row' or 'pixel'"),
+    ("dataset.val_size", _int_at_least(1), "a positive integer"),
+    ("dataset.limit", _optional(_int_at_least(1)), "a positive integer or null"),
     ("dataset.num_sequences", _int_at_least(3), "an integer >= 3"),
     ("dataset.seq_len", _int_at_least(1), "a positive integer"),
     ("dataset.dip_scale", _non_negative, "a non-negative number"),

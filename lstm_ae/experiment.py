@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +25,17 @@ from lstm_ae.model import count_parameters
 from lstm_ae.trainer import SchedulerFactory, Trainer, seed_everything
 
 log = logging.getLogger("lstm_ae")
+
+
+def build(cfg: DictConfig, *args: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, but a :class:`UserError` raised inside comes out unwrapped."""
+    try:
+        return instantiate(cfg, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def run_dir_from_hydra() -> Path:
@@ -42,7 +54,8 @@ def scheduler_factory(cfg: DictConfig) -> Optional[SchedulerFactory]:
     return make
 
 
-def build_model(cfg: DictConfig, splits: Splits) -> torch.nn.Module:
+def build_model(cfg: DictConfig, splits: Splits, num_classes: Optional[int] = None) -> torch.nn.Module:
+    """The model of ``cfg.model``; sizes left null come from the data (and the task's classes)."""
     features = splits.num_features
     input_size = cfg.model.input_size
     if input_size is None:
@@ -52,19 +65,23 @@ def build_model(cfg: DictConfig, splits: Splits) -> torch.nn.Module:
             f"model.input_size={input_size} does not match the data, which has {features} "
             f"value(s) per time step; set model.input_size={features} or leave it null"
         )
-    extra = {}
+    extra: Dict[str, Any] = {}
+    if num_classes is not None and cfg.model.get("num_classes") is None:
+        extra["num_classes"] = num_classes
     if cfg.model.get("chrono_t_max", 0) is None:
         extra["chrono_t_max"] = splits.seq_len
-    return instantiate(cfg.model, input_size=input_size, **extra)
+    return build(cfg.model, input_size=input_size, **extra)
 
 
 def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     """Run one experiment into ``run_dir``; return what is written to ``results.json``."""
     validate(cfg)
     seed_everything(cfg.trainer.seed)
-    splits: Splits = instantiate(cfg.dataset)
-    model = build_model(cfg, splits)
-    task = instantiate(cfg.task)
+    splits: Splits = build(cfg.dataset)
+    task = build(cfg.task)
+    if task.needs_labels and splits.train.y is None:
+        raise ConfigError(f"task {type(task).__name__} needs class labels, which this dataset does not have")
+    model = build_model(cfg, splits, splits.meta.get("num_classes") if task.needs_labels else None)
     trainer = Trainer(run_dir=run_dir, **cfg.trainer)
     log.info(
         "data: %d/%d/%d sequences of %d steps x %d; model: %d parameters; device %s",
@@ -84,6 +101,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     results.update(task.baseline(splits))
     results.update(
         objective=f"val_{task.objective}",
+        objective_mode=task.objective_mode,
         best_epoch=fit.best_epoch,
         epochs_run=len(fit.history),
         train_seconds=round(fit.seconds, 2),

@@ -51,7 +51,7 @@ def reconstructions(
 ) -> Path:
     """One panel per sequence: the original and its reconstruction, value vs time step."""
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(originals), 1, figsize=(8, 2.6 * len(originals)), sharex=True, squeeze=False)
+        fig, axes = plt.subplots(len(originals), 1, figsize=(8, 2.8 * len(originals)), sharex=True, squeeze=False)
         for ax, x, r, title in zip(axes[:, 0], originals, recons, titles):
             t = np.arange(1, len(x) + 1)
             ax.plot(t, x, marker=".", lw=1.2, color="C0", label="original")
@@ -59,7 +59,7 @@ def reconstructions(
             ax.set_title(title)
             ax.set_ylabel("value")
             ax.set_ylim(-0.05, 1.05)
-            ax.legend(loc="upper right")
+        axes[0, 0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=2, frameon=False)
         axes[-1, 0].set_xlabel("time step t")
         fig.suptitle(suptitle)
         return _save(fig, path)
@@ -85,4 +85,22 @@ def curves(
             ax.set_yscale("log")
         ax.set_title(title)
         ax.legend()
+        return _save(fig, path)
+
+
+def digits(path: Path, originals: Sequence[np.ndarray], recons: Sequence[np.ndarray], titles: Sequence[str],
+           suptitle: str) -> Path:
+    """Images side by side: originals on the top row, reconstructions below, grey scale [0, 1]."""
+    n = len(originals)
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.2), squeeze=False)
+        for j in range(n):
+            for i, (img, row) in enumerate(((originals[j], "original"), (recons[j], "reconstruction"))):
+                ax = axes[i, j]
+                im = ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{titles[j]}\n{row}" if i == 0 else row, fontsize=10)
+        fig.colorbar(im, ax=axes, shrink=0.6, label="pixel value")
+        fig.suptitle(suptitle)
         return _save(fig, path)

@@ -36,7 +36,8 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         return df
     objective = df["objective"].dropna().iloc[0] if "objective" in df and df["objective"].notna().any() else None
     if objective in df:
-        df = df.sort_values(objective, na_position="last", kind="stable")
+        ascending = "objective_mode" not in df or df["objective_mode"].dropna().iloc[0] != "max"
+        df = df.sort_values(objective, ascending=ascending, na_position="last", kind="stable")
     return df.reset_index(drop=True)
 
 

@@ -1,8 +1,9 @@
 """Tasks: what is optimised, what is measured, what is drawn. The trainer owns the loop.
 
 A task provides
-- ``losses(output, batch) -> {"loss": total, <part>: value, ...}``: batch means, fp32;
-- ``objective``: the validation metric a sweeper minimises (a key of ``losses``, e.g. ``mse``);
+- ``losses(output, batch) -> {"loss": total, <metric>: value, ...}``: batch means in fp32;
+  the trainer averages them over a split and logs each as ``train_<metric>`` / ``val_<metric>``;
+- ``objective`` and ``objective_mode``: the validation metric a sweeper optimises;
 - ``baseline(splits) -> {name: value}``: what a trivial model scores on the test split;
 - ``figures(run_dir, model, splits, fit, device)``: the PNGs a report needs.
 """
@@ -20,9 +21,10 @@ from lstm_ae.model import AEOutput
 
 
 class Reconstruct:
-    """Reconstruction: loss = mean squared error per value (per pixel, per day...)."""
+    """Reconstruction only: loss = mean squared error per value (per pixel, per day...)."""
 
-    objective = "mse"
+    objective, objective_mode = "mse", "min"
+    needs_labels = False
 
     def __init__(self, num_examples: int = 3, num_reconstructions: int = 2) -> None:
         self.num_examples, self.num_reconstructions = num_examples, num_reconstructions
@@ -39,6 +41,21 @@ class Reconstruct:
     @torch.no_grad()
     def figures(self, run_dir: Path, model: torch.nn.Module, splits: Splits, fit, device) -> None:
         model.eval()
+        image_shape = splits.meta.get("image_shape")
+        if image_shape:
+            self._digit_figure(run_dir, model, splits, device, image_shape)
+        else:
+            self._sequence_figures(run_dir, model, splits, device)
+        plots.curves(
+            run_dir / "loss.png",
+            fit.history,
+            {"train_loss": "train", "val_loss": "validation"},
+            ylabel="loss (MSE)" if type(self) is Reconstruct else "loss",
+            title="Training loss per epoch",
+            log_y=True,
+        )
+
+    def _sequence_figures(self, run_dir: Path, model, splits: Splits, device) -> None:
         examples = splits.train.x[: self.num_examples, :, 0].numpy()
         plots.sequences(
             run_dir / "examples.png",
@@ -56,11 +73,66 @@ class Reconstruct:
             [f"test sequence {i + 1} (MSE {m:.4f})" for i, m in enumerate(mse.tolist())],
             "Test sequences and their reconstructions",
         )
+
+    def _digit_figure(self, run_dir: Path, model, splits: Splits, device, image_shape) -> None:
+        # the first test images of num_reconstructions different digits
+        labels = splits.test.y.tolist()
+        picks, seen = [], set()
+        for i, label in enumerate(labels):
+            if label not in seen:
+                picks.append(i)
+                seen.add(label)
+            if len(picks) == self.num_reconstructions:
+                break
+        x = splits.test.x[picks]
+        out = model(x.to(device))
+        recon = out.reconstruction.float().cpu()
+        mse = ((recon - x) ** 2).mean(dim=(1, 2))
+        titles = [f"digit {labels[i]} (MSE {m:.4f})" for i, m in zip(picks, mse.tolist())]
+        if out.logits is not None:
+            pred = out.logits.argmax(1).tolist()
+            titles = [f"{t}\npredicted {p}" for t, p in zip(titles, pred)]
+        plots.digits(
+            run_dir / "reconstructions.png",
+            x.reshape(-1, *image_shape).numpy(),
+            recon.reshape(-1, *image_shape).numpy(),
+            titles,
+            "Test digits and their reconstructions",
+        )
+
+
+class Classify(Reconstruct):
+    """Reconstruction + classification: loss = recon_weight * MSE + class_weight * cross-entropy.
+
+    The classifier head (model.num_classes, set from the data) reads the decoder's last hidden
+    state h~_T, or z with ``model.classify_from=latent``.
+    """
+
+    objective, objective_mode = "accuracy", "max"
+    needs_labels = True
+
+    def __init__(self, recon_weight: float = 1.0, class_weight: float = 1.0, num_reconstructions: int = 3,
+                 num_examples: int = 3) -> None:
+        super().__init__(num_examples, num_reconstructions)
+        self.recon_weight, self.class_weight = recon_weight, class_weight
+
+    def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
+        mse = F.mse_loss(out.reconstruction, batch.x)
+        ce = F.cross_entropy(out.logits, batch.y)
+        accuracy = (out.logits.argmax(dim=1) == batch.y).float().mean()
+        return {"loss": self.recon_weight * mse + self.class_weight * ce, "mse": mse, "ce": ce, "accuracy": accuracy}
+
+    def baseline(self, splits: Splits) -> Dict[str, float]:
+        majority = torch.bincount(splits.train.y).argmax()
+        return {**super().baseline(splits), "baseline_test_accuracy": (splits.test.y == majority).float().mean().item()}
+
+    @torch.no_grad()
+    def figures(self, run_dir: Path, model: torch.nn.Module, splits: Splits, fit, device) -> None:
+        super().figures(run_dir, model, splits, fit, device)
         plots.curves(
-            run_dir / "loss.png",
+            run_dir / "accuracy.png",
             fit.history,
-            {"train_loss": "train", "val_loss": "validation"},
-            ylabel="MSE loss",
-            title="Reconstruction loss per epoch",
-            log_y=True,
+            {"train_accuracy": "train", "val_accuracy": "validation"},
+            ylabel="accuracy",
+            title="Classification accuracy per epoch",
         )

@@ -1,5 +1,6 @@
 """Config composition, typing and value checks."""
 import itertools
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -119,15 +120,17 @@ def test_toy_grid_is_at_most_30_models_with_hidden_below_50():
     assert all(int(h) < 50 for h in params["model.hidden_size"].split(","))
 
 
-def test_toy_optuna_searches_the_grid_space_with_sqlite_storage():
+def test_toy_optuna_searches_the_grid_ranges_with_sqlite_storage():
     grid = compose_cfg("toy", ["hparams_search=toy_grid"], hydra=True).hydra.sweeper.params
     cfg = compose_cfg("toy", ["hparams_search=toy_optuna"], hydra=True)
     sweeper = cfg.hydra.sweeper
-    assert "optuna" in sweeper._target_.lower() and sweeper.n_trials <= 30
+    assert "optuna" in sweeper._target_.lower() and 1 < sweeper.n_trials <= 30
     assert sweeper.sampler._target_.endswith("TPESampler") and sweeper.sampler.seed is not None
     raw = OmegaConf.to_container(sweeper, resolve=False)
     assert raw["storage"].startswith("${sqlite_url:")
+    assert set(sweeper.params) == set(grid)
     for key, values in grid.items():
-        choice = sweeper.params[key]
-        assert choice.startswith("choice(")
-        assert [float(v) for v in choice[7:-1].split(",")] == [float(v) for v in values.split(",")]
+        low, high = re.search(r"interval\(([^,]+),\s*([^)]+)\)", sweeper.params[key]).groups()
+        grid_values = [float(v) for v in values.split(",")]
+        assert (float(low), float(high)) == (min(grid_values), max(grid_values)), key
+    assert cfg.trainer.epochs == compose_cfg("toy", ["hparams_search=toy_grid"]).trainer.epochs

@@ -8,6 +8,8 @@ import torch
 from lstm_ae.experiment import build_model
 from lstm_ae.errors import ConfigError
 from lstm_ae.data.toy import load_toy
+from lstm_ae.tasks import Reconstruct
+from lstm_ae.trainer import Trainer
 from tests.conftest import TINY_TOY, compose_cfg, run_script
 
 ARTEFACTS = [
@@ -67,8 +69,8 @@ def test_best_checkpoint_reproduces_test_mse(toy_run):
     model = build_model(cfg, splits)
     ckpt = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     model.load_state_dict(ckpt["model"])
-    with torch.no_grad():
-        mse = ((model(splits.test.x).reconstruction - splits.test.x) ** 2).mean().item()
+    trainer = Trainer(run_dir=run_dir, device="cpu", precision=cfg.trainer.precision, eval_batch_size=10_000)
+    mse = trainer.evaluate(model, Reconstruct(), splits.test)["mse"]
     res = json.loads((run_dir / "results.json").read_text())
     assert mse == pytest.approx(res["test_mse"], rel=1e-4)
     assert ckpt["epoch"] == res["best_epoch"]

@@ -1,0 +1,87 @@
+"""Compare finished runs: loss and accuracy per epoch of each run, in one figure per metric.
+
+    python -m lstm_ae.compare RUN_A RUN_B [--labels "row by row" "pixel by pixel"] [--out DIR]
+
+Reads only the run folders (``metrics.csv``, ``results.json``, ``.hydra/``); never trains.
+Writes ``compare_loss.png``, ``compare_accuracy.png`` (when the runs classify) and
+``compare.csv`` (each run's final metrics) into ``--out`` (default: the current folder).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from omegaconf import OmegaConf
+
+from lstm_ae import plots
+
+
+def default_label(run_dir: Path) -> str:
+    """'<task>, <layout>' from the run's saved config, else the folder name."""
+    try:
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        task = str(cfg.task._target_).rsplit(".", 1)[-1].lower()
+        layout = cfg.dataset.get("layout")
+        return f"{task}, {layout}" if layout else task
+    except Exception:  # a folder without Hydra's files still compares
+        return run_dir.name
+
+
+def load_run(run_dir: Path) -> pd.DataFrame:
+    metrics = run_dir / "metrics.csv"
+    if not metrics.is_file():
+        raise SystemExit(f"compare: {run_dir} is not a run folder (no metrics.csv)")
+    return pd.read_csv(metrics)
+
+
+def compare(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, out: Path = Path(".")) -> List[Path]:
+    run_dirs = [Path(r) for r in run_dirs]
+    labels = list(labels) if labels else [default_label(r) for r in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise SystemExit(f"compare: {len(run_dirs)} runs but {len(labels)} labels")
+    frames = [load_run(r) for r in run_dirs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for metric, ylabel, log_y in (("loss", "loss", True), ("accuracy", "accuracy", False)):
+        if not all(f"train_{metric}" in f for f in frames):
+            continue
+        with plt.rc_context(plots.STYLE):
+            fig, ax = plt.subplots(figsize=(7.5, 4.5))
+            for i, (df, label) in enumerate(zip(frames, labels)):
+                ax.plot(df["epoch"], df[f"train_{metric}"], color=f"C{i}", ls="--", lw=1.5, label=f"{label} (train)")
+                ax.plot(df["epoch"], df[f"val_{metric}"], color=f"C{i}", lw=1.8, label=f"{label} (validation)")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            if log_y:
+                ax.set_yscale("log")
+            ax.set_title(f"{metric.capitalize()} per epoch")
+            ax.legend()
+            written.append(plots._save(fig, out / f"compare_{metric}.png"))
+    rows = []
+    for run_dir, label in zip(run_dirs, labels):
+        results_file = run_dir / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        rows.append({"run": label, "run_dir": str(run_dir), **{k: v for k, v in results.items() if k.startswith(("test_", "val_", "train_sec", "best_epoch"))}})
+    pd.DataFrame(rows).to_csv(out / "compare.csv", index=False)
+    written.append(out / "compare.csv")
+    return written
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lstm_ae.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with metrics.csv)")
+    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: task and layout)")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figures and compare.csv")
+    args = parser.parse_args(argv)
+    for path in compare(args.runs, args.labels, args.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

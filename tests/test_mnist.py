@@ -1,0 +1,156 @@
+"""MNIST loading from gzipped IDX files (tiny fake ones), the classify task, and compare."""
+import gzip
+import json
+import os
+import stat
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstm_ae.compare import compare
+from lstm_ae.data.mnist import FILES, load_mnist
+from lstm_ae.errors import DataError
+from tests.conftest import SHARED_DATA, run_script
+
+N_TRAIN, N_TEST = 40, 12
+
+
+def write_idx(path, array):
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    """A read-only data root with tiny MNIST files: image k is filled with value 10*label."""
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, n in (("train", N_TRAIN), ("test", N_TEST)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 256, size=(n, 28, 28))
+        images[:, 0, 0] = 255  # the max value, so scaling to [0, 1] is checkable
+        images[:, 0, 1] = 0
+        write_idx(raw / FILES[f"{part}_images"], images)
+        write_idx(raw / FILES[f"{part}_labels"], labels)
+    for path in [raw, raw.parent, raw.parent.parent]:
+        path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    yield tmp_path / "root"
+    for path in [raw.parent.parent, raw.parent, raw]:
+        path.chmod(stat.S_IRWXU)
+
+
+def listing(root):
+    return sorted((p.relative_to(root), p.stat().st_mtime) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("layout,shape", [("row", (28, 28)), ("pixel", (784, 1))])
+def test_loader_layouts_range_and_splits(fake_root, layout, shape):
+    before = listing(fake_root)
+    splits = load_mnist(root=str(fake_root), layout=layout, val_size=8, seed=0)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (N_TRAIN - 8, 8, N_TEST)
+    for split in (splits.train, splits.val, splits.test):
+        assert split.x.shape[1:] == shape and split.x.dtype == torch.float32
+        assert split.x.min() == 0.0 and split.x.max() == 1.0
+        assert split.y.dtype == torch.int64
+    # train and val are a partition of the 40 training images
+    rows = torch.cat([splits.train.x, splits.val.x]).reshape(N_TRAIN, -1)
+    assert torch.unique(rows, dim=0).shape[0] == N_TRAIN
+    assert splits.meta["num_classes"] == 10
+    assert listing(fake_root) == before  # nothing written into the (read-only) root
+
+
+def test_row_and_pixel_layouts_hold_the_same_pixels(fake_root):
+    row = load_mnist(root=str(fake_root), layout="row", val_size=8)
+    pixel = load_mnist(root=str(fake_root), layout="pixel", val_size=8)
+    torch.testing.assert_close(row.test.x.reshape(N_TEST, -1), pixel.test.x.reshape(N_TEST, -1))
+
+
+def test_validation_split_is_seeded(fake_root):
+    a = load_mnist(root=str(fake_root), val_size=8, seed=1)
+    b = load_mnist(root=str(fake_root), val_size=8, seed=1)
+    c = load_mnist(root=str(fake_root), val_size=8, seed=2)
+    assert torch.equal(a.val.x, b.val.x) and not torch.equal(a.val.x, c.val.x)
+
+
+def test_missing_file_names_it_and_the_fix(tmp_path):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz not found.*dataset.root.*LSTM_AE_DATA"):
+        load_mnist(root=str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "magic"])
+def test_corrupt_file_gives_one_clear_error(tmp_path, damage):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for part, n in (("train", N_TRAIN), ("test", N_TEST)):
+        write_idx(raw / FILES[f"{part}_images"], np.zeros((n, 28, 28)))
+        write_idx(raw / FILES[f"{part}_labels"], np.zeros(n))
+    target = raw / FILES["train_images"]
+    data = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        target.write_bytes(b"not a gzip file at all")
+    else:
+        write_idx(target, np.zeros((N_TRAIN, 28)))  # an idx2 file where idx3 is expected
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz is corrupt"):
+        load_mnist(root=str(tmp_path), val_size=8)
+
+
+@pytest.fixture(scope="module")
+def classify_run(tmp_path_factory):
+
+    base = tmp_path_factory.mktemp("mnist")
+    raw = base / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for part, n in (("train", N_TRAIN), ("test", N_TEST)):
+        write_idx(raw / FILES[f"{part}_images"], rng.integers(0, 256, size=(n, 28, 28)))
+        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    run_dir = base / "run"
+    proc = run_script(
+        "lstm_ae_mnist.py", "task=classify", f"dataset.root={base / 'root'}", "dataset.val_size=8",
+        "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=16", "trainer.progress=false",
+        "trainer.num_threads=1", f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_classify_run_writes_every_artefact(classify_run):
+    for name in ("metrics.csv", "results.json", "checkpoints/best.pt", "loss.png", "accuracy.png",
+                 "reconstructions.png", ".hydra/config.yaml"):
+        assert (classify_run / name).is_file(), name
+    res = json.loads((classify_run / "results.json").read_text())
+    for key in ("test_accuracy", "test_mse", "val_accuracy", "baseline_test_accuracy"):
+        assert 0 <= res[key] <= 1
+    assert res["objective"] == "val_accuracy" and res["objective_mode"] == "max"
+    df = pd.read_csv(classify_run / "metrics.csv")
+    assert {"train_accuracy", "val_accuracy", "train_ce", "val_mse"} <= set(df.columns)
+
+
+def test_compare_two_runs(classify_run, tmp_path):
+    written = compare([classify_run, classify_run], ["row", "pixel"], tmp_path)
+    names = {p.name for p in written}
+    assert names == {"compare_loss.png", "compare_accuracy.png", "compare.csv"}
+    table = pd.read_csv(tmp_path / "compare.csv")
+    assert list(table["run"]) == ["row", "pixel"] and "test_accuracy" in table
+
+
+def test_missing_data_root_fails_in_one_line(tmp_path):
+    proc = run_script("lstm_ae_mnist.py", f"dataset.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "not found" in errors[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="../shared/data not present")
+def test_real_mnist_counts():
+    splits = load_mnist(root=str(SHARED_DATA), layout="row", val_size=5000)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (55_000, 5_000, 10_000)
+    assert torch.bincount(splits.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert splits.test.y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
