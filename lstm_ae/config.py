@@ -117,7 +117,6 @@ class StepConfig:
 @dataclass
 class PlateauConfig:
     _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
-    mode: str = "min"  # stepped with the validation loss after each epoch
     factor: float = 0.5
     patience: int = 10
     min_lr: float = 0.0
@@ -258,10 +257,21 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.grad_clip", _optional(_positive), "a positive number, or null to disable clipping"),
     ("trainer.num_threads", _optional(_int_at_least(1)), "a positive integer or null"),
     ("trainer.patience", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("optimizer.eps", _positive, "a positive number"),
+    ("optimizer.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("optimizer.alpha", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("scheduler.T_max", _int_at_least(1), "a positive integer"),
+    ("scheduler.eta_min", _non_negative, "a non-negative number"),
+    ("scheduler.min_lr", _non_negative, "a non-negative number"),
+    ("scheduler.patience", _int_at_least(0), "a non-negative integer"),
+    ("scheduler.div_factor", _positive, "a positive number"),
+    ("scheduler.final_div_factor", _positive, "a positive number"),
     ("scheduler.step_size", _int_at_least(1), "a positive integer"),
     ("scheduler.gamma", _positive, "a positive number"),
     ("scheduler.factor", lambda v: 0 < v < 1, "in (0, 1)"),
     ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("task.num_examples", _int_at_least(1), "a positive integer"),
+    ("task.num_reconstructions", _int_at_least(1), "a positive integer"),
     ("task.recon_weight", _non_negative, "a non-negative number"),
     ("task.class_weight", _non_negative, "a non-negative number"),
     ("dataset.layout", lambda v: v in ("row", "pixel"), "'row' or 'pixel'"),

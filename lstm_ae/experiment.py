@@ -66,8 +66,15 @@ def build_model(cfg: DictConfig, splits: Splits, num_classes: Optional[int] = No
             f"value(s) per time step; set model.input_size={features} or leave it null"
         )
     extra: Dict[str, Any] = {}
-    if num_classes is not None and cfg.model.get("num_classes") is None:
-        extra["num_classes"] = num_classes
+    if num_classes is not None:
+        configured = cfg.model.get("num_classes")
+        if configured is None:
+            extra["num_classes"] = num_classes
+        elif configured != num_classes:
+            raise ConfigError(
+                f"model.num_classes={configured} does not match the data, which has {num_classes} "
+                f"classes; set model.num_classes={num_classes} or leave it null"
+            )
     if cfg.model.get("chrono_t_max", 0) is None:
         extra["chrono_t_max"] = splits.seq_len
     return build(cfg.model, input_size=input_size, **extra)
@@ -123,7 +130,8 @@ def run(cfg: DictConfig) -> float:
     """Entry point body for ``@hydra.main`` functions; returns the objective for sweepers.
 
     A user's mistake (:class:`UserError`) is reported in one line. A single run then exits with
-    status 2; inside a multirun it is raised, so the launcher records the job as failed.
+    status 2; a job of a multirun returns NaN instead, so the sweep goes on (Optuna records the
+    trial as failed) and ``summary.csv`` lists the job as failed.
     """
     run_dir = run_dir_from_hydra()
     try:
@@ -131,7 +139,7 @@ def run(cfg: DictConfig) -> float:
     except UserError as err:
         log.error("%s: %s", type(err).__name__, err)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
+            return float("nan")
         sys.exit(2)
     return float(results[results["objective"]])
 

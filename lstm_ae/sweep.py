@@ -42,7 +42,7 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
 
 
 class SweepSummary(Callback):
-    """Writes ``<sweep dir>/summary.csv`` and logs the best job (lowest validation objective)."""
+    """Writes ``<sweep dir>/summary.csv`` and prints the best job (best validation objective)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -42,7 +42,8 @@ def test_encoder_and_decoder_are_different_lstms():
     model = LSTMAutoencoder(input_size=1, hidden_size=8)
     assert model.encoder is not model.decoder
     assert model.decoder.input_size == 8  # the decoder reads z, not x
-    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+    # encoder 4H(m + H + 2), decoder 4H(H + H + 2), output H*m + m (m = 1, H = 8)
+    assert count_parameters(model) == 4 * 8 * (1 + 8 + 2) + 4 * 8 * (8 + 8 + 2) + 8 + 1
 
 
 @pytest.mark.parametrize("classify_from", ["decoder", "latent"])
@@ -64,3 +65,21 @@ def test_output_float_keeps_fp32_after_bf16_autocast():
         out = model(torch.rand(2, 5, 1))
     f = out.float()
     assert f.reconstruction.dtype == f.latent.dtype == f.logits.dtype == torch.float32
+
+
+def test_chrono_init_sets_long_memory_gate_biases():
+    t_max, h = 100, 16
+    model = LSTMAutoencoder(input_size=1, hidden_size=h, num_layers=2, init="chrono", chrono_t_max=t_max)
+    for lstm in (model.encoder, model.decoder):
+        for layer in range(2):
+            b_ih, b_hh = getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")
+            assert torch.count_nonzero(b_hh) == 0
+            b_i, b_f = b_ih[:h], b_ih[h : 2 * h]
+            torch.testing.assert_close(b_i, -b_f)
+            assert b_f.min() >= 0 and b_f.max() <= torch.log(torch.tensor(t_max - 1.0))
+            assert torch.count_nonzero(b_ih[2 * h :]) == 0  # cell and output gates untouched
+
+
+def test_chrono_init_needs_a_horizon():
+    with pytest.raises(ValueError, match="chrono_t_max"):
+        LSTMAutoencoder(input_size=1, hidden_size=4, init="chrono")

@@ -47,6 +47,16 @@ def test_optuna_multirun_with_sqlite_storage_continues_the_study(tmp_path):
     assert len(study.trials) == 4  # the same study, continued
 
 
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_script("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=0,4", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(sweep_dir / "summary.csv")
+    assert dict(zip(df["model.hidden_size"], df["status"])) == {4: "completed", 0: "failed"}
+    assert list(df["status"]) == ["completed", "failed"]  # failed jobs last
+    assert "model.hidden_size must be a positive integer" in proc.stdout + proc.stderr
+
+
 def test_collect_marks_jobs_without_results_as_failed(tmp_path):
     for job, val in (("0", 0.2), ("1", None), ("2", 0.1)):
         (tmp_path / job / ".hydra").mkdir(parents=True)

@@ -6,6 +6,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from lstm_ae.errors import ConfigError
+
 
 @dataclass
 class Split:
@@ -41,5 +43,5 @@ def split_sizes(n: int, fractions: "list[float]") -> "tuple[int, int, int]":
     n_test = max(1, round(n * fractions[2]))
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise ValueError(f"{n} items are too few for a train/val/test split of {list(fractions)}")
+        raise ConfigError(f"{n} sequences are too few for a train/val/test split of {list(fractions)}")
     return n_train, n_val, n_test

@@ -1,0 +1,85 @@
+"""The one training loop: schedulers, clipping, best checkpoint, divergence."""
+import math
+from functools import partial
+
+import pandas as pd
+import pytest
+import torch
+
+from lstm_ae.data.toy import load_toy
+from lstm_ae.errors import TrainingDiverged
+from lstm_ae.experiment import scheduler_factory
+from lstm_ae.model import LSTMAutoencoder
+from lstm_ae.tasks import Reconstruct
+from lstm_ae.trainer import Trainer
+from tests.conftest import compose_cfg
+
+
+def fit(tmp_path, scheduler="none", epochs=3, lr=1e-2, **trainer_kw):
+    cfg = compose_cfg("toy", [f"scheduler={scheduler}", f"trainer.epochs={epochs}", f"optimizer.lr={lr}"])
+    splits = load_toy(num_sequences=40, seed=0)
+    model = LSTMAutoencoder(1, 4)
+    trainer = Trainer(run_dir=tmp_path, epochs=epochs, batch_size=8, progress=False, device="cpu", **trainer_kw)
+    result = trainer.fit(model, Reconstruct(), splits, partial(torch.optim.Adam, lr=lr),
+                         scheduler_factory(cfg.scheduler))
+    return result, pd.read_csv(tmp_path / "metrics.csv"), model
+
+
+@pytest.mark.parametrize(
+    "scheduler,check",
+    [
+        ("none", lambda lr: all(x == pytest.approx(1e-2) for x in lr)),
+        ("cosine", lambda lr: lr[0] == pytest.approx(1e-2) and lr[1] < lr[0] and lr[2] < lr[1]),
+        ("step", lambda lr: all(x == pytest.approx(1e-2) for x in lr)),  # step_size 50 > 3 epochs
+        ("onecycle", lambda lr: lr[0] == pytest.approx(1e-2 / 25, rel=0.05) and lr[1] > lr[0]),
+        ("plateau", lambda lr: all(x <= 1e-2 for x in lr)),
+    ],
+)
+def test_schedulers_drive_the_learning_rate(tmp_path, scheduler, check):
+    result, df, _ = fit(tmp_path, scheduler)
+    assert list(df["epoch"]) == [1, 2, 3]
+    assert check(list(df["lr"])), list(df["lr"])
+
+
+def test_model_ends_with_best_validation_weights(tmp_path):
+    result, df, model = fit(tmp_path, epochs=4)
+    best = int(df.loc[df["val_loss"].idxmin(), "epoch"])
+    assert result.best_epoch == best
+    ckpt = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert ckpt["epoch"] == best
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ckpt["model"][k])
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert last["epoch"] == 4 and "optimizer" in last
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    # With lr=1 and clip 1e-6 the weights barely move; without clipping they move a lot.
+    def moved(clip):
+        torch.manual_seed(0)
+        splits = load_toy(num_sequences=40, seed=0)
+        model = LSTMAutoencoder(1, 4)
+        before = [p.detach().clone() for p in model.parameters()]
+        Trainer(run_dir=tmp_path / str(clip), epochs=1, batch_size=40, grad_clip=clip, progress=False,
+                device="cpu", save_checkpoints=False).fit(model, Reconstruct(), splits,
+                                                          partial(torch.optim.SGD, lr=1.0))
+        return sum((p - b).norm().item() for p, b in zip(model.parameters(), before))
+
+    assert moved(1e-6) < 1e-5 < moved(None)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    class Exploding(Reconstruct):
+        def losses(self, out, batch):
+            parts = super().losses(out, batch)
+            return {**parts, "loss": parts["loss"] * math.inf}
+
+    splits = load_toy(num_sequences=40, seed=0)
+    trainer = Trainer(run_dir=tmp_path, epochs=3, batch_size=8, progress=False, device="cpu")
+    with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) in epoch 1.*optimizer.lr"):
+        trainer.fit(LSTMAutoencoder(1, 4), Exploding(), splits, partial(torch.optim.Adam, lr=1e-3))
+
+
+def test_bf16_precision_trains_and_keeps_metrics_fp32(tmp_path):
+    result, df, _ = fit(tmp_path, precision="bf16", epochs=2)
+    assert df["val_mse"].dtype == float and (df["val_mse"] > 0).all()
