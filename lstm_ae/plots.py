@@ -31,16 +31,21 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def sequences(path: Path, series: Sequence[np.ndarray], titles: Sequence[str], suptitle: str) -> Path:
-    """One panel per sequence: value vs time step."""
+def sequences(path: Path, series: Sequence[np.ndarray], titles: Sequence[str], suptitle: str,
+              spans: Sequence[tuple] = ()) -> Path:
+    """One panel per sequence: value vs time step; ``spans[i] = (t0, t1)`` shades steps t0..t1."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(len(series), 1, figsize=(8, 2.2 * len(series)), sharex=True, squeeze=False)
-        for ax, s, title in zip(axes[:, 0], series, titles):
+        for i, (ax, s, title) in enumerate(zip(axes[:, 0], series, titles)):
             t = np.arange(1, len(s) + 1)
+            if i < len(spans):
+                ax.axvspan(spans[i][0] - 0.5, spans[i][1] + 0.5, color="C1", alpha=0.15, label="t = i-5 .. i+5 (scaled by 0.1)")
             ax.plot(t, s, marker=".", lw=1.2, color="C0")
             ax.set_title(title)
             ax.set_ylabel("value")
             ax.set_ylim(-0.05, 1.05)
+        if spans:
+            axes[0, 0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.12), frameon=False)
         axes[-1, 0].set_xlabel("time step t")
         fig.suptitle(suptitle)
         return _save(fig, path)

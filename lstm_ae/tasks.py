@@ -57,12 +57,14 @@ class Reconstruct:
 
     def _sequence_figures(self, run_dir: Path, model, splits: Splits, device) -> None:
         examples = splits.train.x[: self.num_examples, :, 0].numpy()
-        plots.sequences(
-            run_dir / "examples.png",
-            examples,
-            [f"training sequence {i + 1}" for i in range(len(examples))],
-            "Synthetic examples",
-        )
+        titles = [f"training sequence {i + 1}" for i in range(len(examples))]
+        spans = []
+        if "dip_centres" in splits.meta:  # the toy data: shade t = i-w .. i+w
+            w = splits.meta["dip_half_width"]
+            centres = splits.meta["dip_centres"][0][: len(examples)].tolist()
+            spans = [(c - w, c + w) for c in centres]
+            titles = [f"{t} (i = {c})" for t, c in zip(titles, centres)]
+        plots.sequences(run_dir / "examples.png", examples, titles, "Synthetic examples", spans)
         x = splits.test.x[: self.num_reconstructions]
         recon = model(x.to(device)).reconstruction.float().cpu()
         mse = ((recon - x) ** 2).mean(dim=(1, 2))

@@ -47,4 +47,5 @@ def load_toy(
     # The sequences are i.i.d., so consecutive blocks are as random a split as a permutation.
     parts = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None))
     train, val, test = (Split(x[p]) for p in parts)
-    return Splits(train, val, test, meta={"name": "toy", "dip_centres": [centres[p] for p in parts]})
+    meta = {"name": "toy", "dip_centres": [centres[p] for p in parts], "dip_half_width": dip_half_width}
+    return Splits(train, val, test, meta=meta)
