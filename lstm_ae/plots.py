@@ -39,7 +39,7 @@ def sequences(path: Path, series: Sequence[np.ndarray], titles: Sequence[str], s
         for i, (ax, s, title) in enumerate(zip(axes[:, 0], series, titles)):
             t = np.arange(1, len(s) + 1)
             if i < len(spans):
-                ax.axvspan(spans[i][0] - 0.5, spans[i][1] + 0.5, color="C1", alpha=0.15, label="t = i-5 .. i+5 (scaled by 0.1)")
+                ax.axvspan(spans[i][0] - 0.5, spans[i][1] + 0.5, color="C1", alpha=0.15, label="the scaled window t = i-w .. i+w")
             ax.plot(t, s, marker=".", lw=1.2, color="C0")
             ax.set_title(title)
             ax.set_ylabel("value")
