@@ -3,7 +3,8 @@
     python -m lstm_ae.compare RUN_A RUN_B [--labels "row by row" "pixel by pixel"] [--out DIR]
 
 Reads only the run folders (``metrics.csv``, ``results.json``, ``.hydra/``); never trains.
-Writes ``compare_loss.png``, ``compare_accuracy.png`` (when the runs classify) and
+Writes ``compare_loss.png``, ``compare_mse.png``, ``compare_accuracy.png`` (when every run
+classifies) and
 ``compare.csv`` (each run's final metrics) into ``--out`` (default: the current folder).
 """
 from __future__ import annotations
@@ -48,7 +49,11 @@ def compare(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, ou
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for metric, ylabel, log_y in (("loss", "loss", True), ("accuracy", "accuracy", False)):
+    for metric, ylabel, log_y in (
+        ("loss", "loss", True),
+        ("mse", "reconstruction MSE per value", True),
+        ("accuracy", "accuracy", False),
+    ):
         if not all(f"train_{metric}" in f for f in frames):
             continue
         with plt.rc_context(plots.STYLE):
@@ -60,7 +65,7 @@ def compare(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, ou
             ax.set_ylabel(ylabel)
             if log_y:
                 ax.set_yscale("log")
-            ax.set_title(f"{metric.capitalize()} per epoch")
+            ax.set_title(f"{ylabel[0].upper() + ylabel[1:]} per epoch")
             ax.legend()
             written.append(plots._save(fig, out / f"compare_{metric}.png"))
     rows = []

@@ -136,7 +136,7 @@ def test_classify_run_writes_every_artefact(classify_run):
 def test_compare_two_runs(classify_run, tmp_path):
     written = compare([classify_run, classify_run], ["row", "pixel"], tmp_path)
     names = {p.name for p in written}
-    assert names == {"compare_loss.png", "compare_accuracy.png", "compare.csv"}
+    assert names == {"compare_loss.png", "compare_mse.png", "compare_accuracy.png", "compare.csv"}
     table = pd.read_csv(tmp_path / "compare.csv")
     assert list(table["run"]) == ["row", "pixel"] and "test_accuracy" in table
 
