@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lstm_ae.config import validate
 from lstm_ae.data import Splits
@@ -142,8 +142,3 @@ def run(cfg: DictConfig) -> float:
             return float("nan")
         sys.exit(2)
     return float(results[results["objective"]])
-
-
-def load_config(run_dir: Path | str) -> DictConfig:
-    """The composed config a run folder was made with."""
-    return OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
