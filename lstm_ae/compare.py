@@ -1,11 +1,11 @@
-"""Compare finished runs: loss and accuracy per epoch of each run, in one figure per metric.
+"""Compare finished runs: loss, MSE and accuracy per epoch of each run, one figure per metric.
 
     python -m lstm_ae.compare RUN_A RUN_B [--labels "row by row" "pixel by pixel"] [--out DIR]
 
 Reads only the run folders (``metrics.csv``, ``results.json``, ``.hydra/``); never trains.
 Writes ``compare_loss.png``, ``compare_mse.png``, ``compare_accuracy.png`` (when every run
-classifies) and
-``compare.csv`` (each run's final metrics) into ``--out`` (default: the current folder).
+classifies) and ``compare.csv`` (each run's final metrics) into ``--out`` (default: the current
+folder).
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -54,20 +53,8 @@ def compare(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, ou
         ("mse", "reconstruction MSE per value", True),
         ("accuracy", "accuracy", False),
     ):
-        if not all(f"train_{metric}" in f for f in frames):
-            continue
-        with plt.rc_context(plots.STYLE):
-            fig, ax = plt.subplots(figsize=(7.5, 4.5))
-            for i, (df, label) in enumerate(zip(frames, labels)):
-                ax.plot(df["epoch"], df[f"train_{metric}"], color=f"C{i}", ls="--", lw=1.5, label=f"{label} (train)")
-                ax.plot(df["epoch"], df[f"val_{metric}"], color=f"C{i}", lw=1.8, label=f"{label} (validation)")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(ylabel)
-            if log_y:
-                ax.set_yscale("log")
-            ax.set_title(f"{ylabel[0].upper() + ylabel[1:]} per epoch")
-            ax.legend()
-            written.append(plots._save(fig, out / f"compare_{metric}.png"))
+        if all(f"train_{metric}" in f for f in frames):
+            written.append(plots.runs(out / f"compare_{metric}.png", frames, labels, metric, ylabel, log_y))
     rows = []
     for run_dir, label in zip(run_dirs, labels):
         results_file = run_dir / "results.json"

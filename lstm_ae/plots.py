@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STYLE = {
     "figure.dpi": 110,
@@ -89,6 +92,29 @@ def curves(
         if log_y:
             ax.set_yscale("log")
         ax.set_title(title)
+        ax.legend()
+        return _save(fig, path)
+
+
+def runs(
+    path: Path,
+    frames: Sequence[pd.DataFrame],
+    labels: Sequence[str],
+    metric: str,
+    ylabel: str,
+    log_y: bool = False,
+) -> Path:
+    """One metric of several runs vs epoch: train dashed, validation solid, one colour per run."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        for i, (df, label) in enumerate(zip(frames, labels)):
+            ax.plot(df["epoch"], df[f"train_{metric}"], color=f"C{i}", ls="--", lw=1.5, label=f"{label} (train)")
+            ax.plot(df["epoch"], df[f"val_{metric}"], color=f"C{i}", lw=1.8, label=f"{label} (validation)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_title(f"{ylabel[0].upper() + ylabel[1:]} per epoch")
         ax.legend()
         return _save(fig, path)
 

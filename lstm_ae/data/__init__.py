@@ -1,6 +1,7 @@
 """Data modules. Each returns :class:`Splits`: in-memory tensors ready for the trainer."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -35,6 +36,11 @@ class Splits:
     @property
     def seq_len(self) -> int:
         return self.train.x.shape[1]
+
+
+def default_root() -> str:
+    """Where data files live unless a config says: ``$LSTM_AE_DATA``, else ``./data``."""
+    return os.environ.get("LSTM_AE_DATA", "data")
 
 
 def split_sizes(n: int, fractions: "list[float]") -> "tuple[int, int, int]":

@@ -7,7 +7,6 @@ they are missing and ``download=true``, torchvision downloads them into ``root``
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lstm_ae.data import Split, Splits
+from lstm_ae.data import Split, Splits, default_root
 from lstm_ae.errors import DataError
 
 FILES = {
@@ -29,10 +28,6 @@ HOW_TO_FIX = (
     "set dataset.root (or the LSTM_AE_DATA environment variable) to a folder holding "
     "MNIST/raw/*.gz, or add dataset.download=true to fetch MNIST with torchvision"
 )
-
-
-def default_root() -> str:
-    return os.environ.get("LSTM_AE_DATA", "data")
 
 
 def read_idx_gz(path: Path, ndim: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from lstm_ae.data.mnist import default_root
+from lstm_ae.data import default_root
 from lstm_ae.errors import DataError
 
 KAGGLE_DATASET = "gauravmehta13/sp-500-stock-prices"
