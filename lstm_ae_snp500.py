@@ -1,5 +1,19 @@
-"""Assignment 3.3: LSTM autoencoders on S&P 500 prices. Not yet implemented (issue #4)."""
-import sys
+"""Assignment 3.3: LSTM autoencoders on S&P 500 daily prices 2014-2017 (see conf/snp500.yaml).
+
+    python lstm_ae_snp500.py task=plot_stocks      # daily high of AMZN and GOOGL
+    python lstm_ae_snp500.py task=reconstruct      # k-fold cross-validation over stocks, then test
+    python lstm_ae_snp500.py task=predict          # + one-step head, one-step vs multi-step forecasts
+"""
+import hydra
+from omegaconf import DictConfig
+
+import lstm_ae.experiment
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="snp500")
+def main(cfg: DictConfig) -> float:
+    return lstm_ae.experiment.run(cfg)
+
 
 if __name__ == "__main__":
-    sys.exit("lstm_ae_snp500.py: not yet implemented (see issue #4)")
+    main()

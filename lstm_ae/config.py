@@ -158,12 +158,45 @@ class MnistDatasetConfig:
     limit: Optional[int] = None  # keep only the first N images of each file (quick trials)
 
 
+@dataclass
+class SP500DatasetConfig:
+    _target_: str = "lstm_ae.data.sp500.load_sp500"
+    root: str = "${oc.env:LSTM_AE_DATA,data}"  # holds sp500/sp500_2014_2017.csv.gz (read-only is fine)
+    path: Optional[str] = None  # a .csv or .csv.gz file instead (absolute, or relative to root)
+    download: bool = False  # fetch the Kaggle dataset with kagglehub when the file is missing
+    price: str = "high"  # open | high | low | close
+    seq_len: Optional[int] = 50  # days per sequence (sub-sequences); null: each whole series
+    stride: Optional[int] = None  # days between window starts; null: seq_len (no overlap)
+    test_fraction: float = 0.2  # share of the stocks held out for the final test
+    val_fraction: float = 0.2  # share of the other stocks for validation (without task.folds)
+    seed: int = 0
+
+
 # ------------------------------------------------------------------------------ task
 @dataclass
 class ReconstructTaskConfig:
     _target_: str = "lstm_ae.tasks.Reconstruct"
     num_examples: int = 3  # sequences drawn in examples.png
     num_reconstructions: int = 2  # test sequences drawn in reconstructions.png
+    folds: Optional[int] = None  # k-fold cross-validation over stocks (dataset=sp500); null: one split
+
+
+@dataclass
+class PredictTaskConfig:
+    _target_: str = "lstm_ae.tasks.Predict"
+    recon_weight: float = 1.0  # loss = recon_weight * MSE + pred_weight * one-step prediction MSE
+    pred_weight: float = 1.0
+    num_reconstructions: int = 3  # test stocks in reconstructions.png
+    num_forecasts: int = 3  # test stocks in multistep.png
+    num_examples: int = 3
+    folds: Optional[int] = None
+
+
+@dataclass
+class PlotStocksTaskConfig:
+    _target_: str = "lstm_ae.tasks.PlotStocks"
+    symbols: List[str] = field(default_factory=lambda: ["AMZN", "GOOGL"])
+    folds: Optional[int] = None  # unused: nothing is trained
 
 
 @dataclass
@@ -201,8 +234,13 @@ SCHEMAS = {
         "plateau": PlateauConfig,
         "onecycle": OneCycleConfig,
     },
-    "dataset": {"toy": ToyDatasetConfig, "mnist": MnistDatasetConfig},
-    "task": {"reconstruct": ReconstructTaskConfig, "classify": ClassifyTaskConfig},
+    "dataset": {"toy": ToyDatasetConfig, "mnist": MnistDatasetConfig, "sp500": SP500DatasetConfig},
+    "task": {
+        "reconstruct": ReconstructTaskConfig,
+        "classify": ClassifyTaskConfig,
+        "predict": PredictTaskConfig,
+        "plot_stocks": PlotStocksTaskConfig,
+    },
     "trainer": {"default": TrainerConfig},
 }
 
@@ -274,11 +312,19 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("task.num_reconstructions", _int_at_least(1), "a positive integer"),
     ("task.recon_weight", _non_negative, "a non-negative number"),
     ("task.class_weight", _non_negative, "a non-negative number"),
+    ("task.pred_weight", _non_negative, "a non-negative number"),
+    ("task.num_forecasts", _int_at_least(1), "a positive integer"),
+    ("task.folds", _optional(_int_at_least(2)), "an integer >= 2, or null for a single split"),
+    ("task.symbols", lambda v: len(v) >= 1 and all(isinstance(x, str) and x for x in v), "a non-empty list of symbols"),
+    ("dataset.price", lambda v: v in ("open", "high", "low", "close"), "one of open, high, low, close"),
+    ("dataset.stride", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("dataset.test_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("dataset.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("dataset.layout", lambda v: v in ("row", "pixel"), "'row' or 'pixel'"),
     ("dataset.val_size", _int_at_least(1), "a positive integer"),
     ("dataset.limit", _optional(_int_at_least(1)), "a positive integer or null"),
     ("dataset.num_sequences", _int_at_least(3), "an integer >= 3"),
-    ("dataset.seq_len", _int_at_least(1), "a positive integer"),
+    ("dataset.seq_len", _optional(_int_at_least(2)), "an integer >= 2 (or null where the dataset allows)"),
     ("dataset.dip_scale", _non_negative, "a non-negative number"),
     ("dataset.split", _fractions, "three positive fractions (train, val, test) summing to 1"),
 ]

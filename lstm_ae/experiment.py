@@ -5,24 +5,27 @@ Run-folder contract (every task): ``.hydra/`` (Hydra), ``metrics.csv`` (one row 
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
+import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig
 
 from lstm_ae.config import validate
 from lstm_ae.data import Splits
 from lstm_ae.errors import ConfigError, UserError
 from lstm_ae.model import count_parameters
-from lstm_ae.trainer import SchedulerFactory, Trainer, seed_everything
+from lstm_ae.trainer import FitResult, SchedulerFactory, Trainer, seed_everything
 
 log = logging.getLogger("lstm_ae")
 
@@ -54,8 +57,8 @@ def scheduler_factory(cfg: DictConfig) -> Optional[SchedulerFactory]:
     return make
 
 
-def build_model(cfg: DictConfig, splits: Splits, num_classes: Optional[int] = None) -> torch.nn.Module:
-    """The model of ``cfg.model``; sizes left null come from the data (and the task's classes)."""
+def build_model(cfg: DictConfig, splits: Splits, task: Any) -> torch.nn.Module:
+    """The model of ``cfg.model``; sizes left null come from the data, heads from the task."""
     features = splits.num_features
     input_size = cfg.model.input_size
     if input_size is None:
@@ -66,7 +69,8 @@ def build_model(cfg: DictConfig, splits: Splits, num_classes: Optional[int] = No
             f"value(s) per time step; set model.input_size={features} or leave it null"
         )
     extra: Dict[str, Any] = {}
-    if num_classes is not None:
+    if task.needs_labels:
+        num_classes = splits.meta.get("num_classes")
         configured = cfg.model.get("num_classes")
         if configured is None:
             extra["num_classes"] = num_classes
@@ -75,20 +79,39 @@ def build_model(cfg: DictConfig, splits: Splits, num_classes: Optional[int] = No
                 f"model.num_classes={configured} does not match the data, which has {num_classes} "
                 f"classes; set model.num_classes={num_classes} or leave it null"
             )
+    if task.needs_next:
+        extra["predict_next"] = True
     if cfg.model.get("chrono_t_max", 0) is None:
         extra["chrono_t_max"] = splits.seq_len
     return build(cfg.model, input_size=input_size, **extra)
 
 
-def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
-    """Run one experiment into ``run_dir``; return what is written to ``results.json``."""
-    validate(cfg)
-    seed_everything(cfg.trainer.seed)
-    splits: Splits = build(cfg.dataset)
-    task = build(cfg.task)
+def load_data(cfg: DictConfig, task: Any, fold: Optional[int] = None) -> Splits:
+    """The dataset's splits (validation = fold ``fold`` under cross-validation), checked against the task."""
+    if not task.trains:  # the task draws the raw data only
+        if not _accepts(cfg.dataset, "table_only"):
+            raise ConfigError(f"task {type(task).__name__} needs dataset=sp500")
+        return build(cfg.dataset, table_only=True)
+    if fold is None:
+        splits: Splits = build(cfg.dataset)
+    else:
+        splits = build(cfg.dataset, folds=task.folds, fold=fold)
     if task.needs_labels and splits.train.y is None:
         raise ConfigError(f"task {type(task).__name__} needs class labels, which this dataset does not have")
-    model = build_model(cfg, splits, splits.meta.get("num_classes") if task.needs_labels else None)
+    if task.needs_next and splits.meta.get("name") != "sp500":
+        raise ConfigError(f"task {type(task).__name__} needs next-step targets, which only dataset=sp500 provides")
+    return splits
+
+
+def _accepts(node: DictConfig, argument: str) -> bool:
+    """Whether the callable a config node instantiates takes ``argument``."""
+    return argument in inspect.signature(get_method(node._target_)).parameters
+
+
+def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any) -> Tuple[torch.nn.Module, FitResult, Trainer]:
+    """Train a fresh model on ``splits`` into ``run_dir``; it returns holding its best weights."""
+    seed_everything(cfg.trainer.seed)
+    model = build_model(cfg, splits, task)
     trainer = Trainer(run_dir=run_dir, **cfg.trainer)
     log.info(
         "data: %d/%d/%d sequences of %d steps x %d; model: %d parameters; device %s",
@@ -102,10 +125,67 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
         scheduler=scheduler_factory(cfg.scheduler),
     )
+    return model, fit, trainer
+
+
+def cross_validate(cfg: DictConfig, run_dir: Path, task: Any) -> Tuple[Splits, torch.nn.Module, FitResult, Trainer, Dict[str, Any]]:
+    """k-fold cross-validation: one model per fold in ``fold_<k>/``; the best on validation wins.
+
+    The winner's ``metrics.csv`` and checkpoints are copied to the run folder, so the run looks
+    like any other; ``folds.csv`` holds every fold's validation metrics.
+    """
+    key = f"val_{task.objective}"
+    sign = 1 if task.objective_mode == "min" else -1
+    rows, best = [], None
+    for k in range(task.folds):
+        log.info("fold %d/%d", k + 1, task.folds)
+        splits = load_data(cfg, task, fold=k)
+        model, fit, trainer = fit_one(cfg, run_dir / f"fold_{k}", splits, task)
+        row = {"fold": k, "best_epoch": fit.best_epoch, **{f"val_{m}": v for m, v in fit.best.items()}}
+        rows.append(row)
+        if best is None or sign * row[key] < sign * best[0][key]:
+            best = (row, splits, model, fit, trainer)
+    row, splits, model, fit, trainer = best
+    pd.DataFrame(rows).to_csv(run_dir / "folds.csv", index=False)
+    chosen = run_dir / f"fold_{row['fold']}"
+    shutil.copy(chosen / "metrics.csv", run_dir / "metrics.csv")
+    if (chosen / "checkpoints").is_dir():
+        shutil.copytree(chosen / "checkpoints", run_dir / "checkpoints", dirs_exist_ok=True)
+    log.info("cross-validation: fold %d has the best %s (%.5f)", row["fold"], key, row[key])
+    summary = {
+        "best_fold": row["fold"],
+        f"fold_{key}": [r[key] for r in rows],
+        f"cv_mean_{key}": sum(r[key] for r in rows) / len(rows),
+    }
+    return splits, model, fit, trainer, summary
+
+
+def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
+    """Run one experiment into ``run_dir``; return what is written to ``results.json``."""
+    validate(cfg)
+    seed_everything(cfg.trainer.seed)
+    task = build(cfg.task)
+    if task.folds is not None and not _accepts(cfg.dataset, "folds"):
+        raise ConfigError("task.folds (cross-validation) is not supported by this dataset; set task.folds=null")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not task.trains:
+        results = task.run(run_dir, load_data(cfg, task))
+        results.update(objective=None, objective_mode=task.objective_mode)
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        log.info("results in %s", run_dir)
+        return results
+    cv: Dict[str, Any] = {}
+    if task.folds is None:
+        splits = load_data(cfg, task)
+        model, fit, trainer = fit_one(cfg, run_dir, splits, task)
+    else:
+        splits, model, fit, trainer, cv = cross_validate(cfg, run_dir, task)
     test = trainer.evaluate(model, task, splits.test)
     results: Dict[str, Any] = {f"test_{k}": v for k, v in test.items()}
     results.update({f"val_{k}": v for k, v in fit.best.items()})
+    results.update(task.evaluate(model, splits, trainer.device))
     results.update(task.baseline(splits))
+    results.update(cv)
     results.update(
         objective=f"val_{task.objective}",
         objective_mode=task.objective_mode,
@@ -141,4 +221,6 @@ def run(cfg: DictConfig) -> float:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return float("nan")
         sys.exit(2)
+    if results["objective"] is None:  # a task that trains nothing
+        return float("nan")
     return float(results[results["objective"]])

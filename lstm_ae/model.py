@@ -5,7 +5,10 @@
     x~_t = sigmoid(U h~_t)                 (inputs are min-max scaled to [0, 1])
 
 Heads read what the model already computes, so a task only switches them on:
-``num_classes`` adds a classifier on h~_T (or on z with ``classify_from=latent``).
+``num_classes`` adds a classifier on h~_T (or on z with ``classify_from=latent``);
+``predict_next`` adds a one-step-ahead head y~_t = V h_t on the encoder's per-step hidden states,
+which depend on x_1..x_t only -- never on z or the decoder, which have read the whole sequence.
+It is linear: a next value may leave the [0, 1] range of the window it follows.
 """
 from __future__ import annotations
 
@@ -23,11 +26,12 @@ class AEOutput:
     reconstruction: torch.Tensor  # (B, T, input_size), in [0, 1]
     latent: torch.Tensor  # z, (B, hidden_size)
     logits: Optional[torch.Tensor] = None  # (B, num_classes) when the classifier head is on
+    prediction: Optional[torch.Tensor] = None  # (B, T, input_size): y~_t predicts x_{t+1}
 
     def float(self) -> "AEOutput":
         """The same outputs in fp32 (after a bf16 autocast forward), so losses stay in fp32."""
         f = lambda t: None if t is None else t.float()  # noqa: E731
-        return AEOutput(f(self.reconstruction), f(self.latent), f(self.logits))
+        return AEOutput(f(self.reconstruction), f(self.latent), f(self.logits), f(self.prediction))
 
 
 class LSTMAutoencoder(nn.Module):
@@ -41,6 +45,7 @@ class LSTMAutoencoder(nn.Module):
         classify_from: ClassifyFrom | str = ClassifyFrom.decoder,
         init: LSTMInit | str = LSTMInit.default,
         chrono_t_max: Optional[int] = None,
+        predict_next: bool = False,
     ) -> None:
         super().__init__()
         dropout = dropout if num_layers > 1 else 0.0  # nn.LSTM warns on dropout with one layer
@@ -50,6 +55,7 @@ class LSTMAutoencoder(nn.Module):
         self.output = nn.Linear(hidden_size, input_size)
         self.classify_from = ClassifyFrom(getattr(classify_from, "value", classify_from))
         self.classifier = nn.Linear(hidden_size, num_classes) if num_classes else None
+        self.predictor = nn.Linear(hidden_size, input_size) if predict_next else None
         if LSTMInit(getattr(init, "value", init)) is LSTMInit.chrono:
             if not chrono_t_max or chrono_t_max < 2:
                 raise ValueError("chrono initialisation needs chrono_t_max >= 2 (the sequence length)")
@@ -58,8 +64,12 @@ class LSTMAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, input_size) -> z: (B, hidden_size), the top layer's last hidden state."""
-        _, (h, _) = self.encoder(x)
-        return h[-1]
+        return self.encode_steps(x)[1]
+
+    def encode_steps(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+        """x -> (h_1..h_T of the top layer: (B, T, H), z = h_T: (B, H))."""
+        steps, (h, _) = self.encoder(x)
+        return steps, h[-1]
 
     def decode(self, z: torch.Tensor, steps: int) -> torch.Tensor:
         """z: (B, H) -> decoder hidden states h~_1..h~_T: (B, T, H). z is the input at every step."""
@@ -68,14 +78,15 @@ class LSTMAutoencoder(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> AEOutput:
-        z = self.encode(x)
+        steps, z = self.encode_steps(x)
         h_dec = self.decode(z, x.shape[1])
         recon = torch.sigmoid(self.output(h_dec))
         logits = None
         if self.classifier is not None:
             features = h_dec[:, -1] if self.classify_from is ClassifyFrom.decoder else z
             logits = self.classifier(features)
-        return AEOutput(reconstruction=recon, latent=z, logits=logits)
+        prediction = self.predictor(steps) if self.predictor is not None else None
+        return AEOutput(reconstruction=recon, latent=z, logits=logits, prediction=prediction)
 
 
 @torch.no_grad()

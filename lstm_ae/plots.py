@@ -135,3 +135,32 @@ def digits(path: Path, originals: Sequence[np.ndarray], recons: Sequence[np.ndar
         fig.colorbar(im, ax=axes, shrink=0.6, label="pixel value")
         fig.suptitle(suptitle)
         return _save(fig, path)
+
+
+def dated(path: Path, panels: Sequence[dict], ylabel: str, suptitle: str) -> Path:
+    """Price-like series against calendar dates, one panel per dict.
+
+    A panel is ``{"title": str, "lines": [(label, dates, values, style), ...], "mark": date|None}``;
+    ``style`` holds matplotlib keywords; ``mark`` draws a vertical line (e.g. where forecasts start).
+    """
+    import matplotlib.dates as mdates
+
+    with plt.rc_context(STYLE):
+        height = 3.0 * len(panels) + (1.0 if len(panels) == 1 else 0.0)
+        fig, axes = plt.subplots(len(panels), 1, figsize=(11, height), squeeze=False)
+        for i, (ax, panel) in enumerate(zip(axes[:, 0], panels)):
+            for label, dates, values, style in panel["lines"]:
+                ax.plot(dates, values, label=label, **{"lw": 1.4, **style})
+            if panel.get("mark") is not None:
+                ax.axvline(panel["mark"], color="C2", ls="-.", lw=1.0, label=panel.get("mark_label"))
+            ax.set_title(panel["title"])
+            ax.set_ylabel(ylabel)
+            locator = mdates.AutoDateLocator(minticks=4, maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            if i == 0:  # one legend, beside the first panel
+                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+        axes[-1, 0].set_xlabel("date")
+        fig.suptitle(suptitle)
+        fig.tight_layout()
+        return _save(fig, path)

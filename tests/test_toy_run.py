@@ -66,7 +66,7 @@ def test_best_checkpoint_reproduces_test_mse(toy_run):
     run_dir, _ = toy_run
     cfg = compose_cfg("toy", TINY_TOY)
     splits = load_toy(**{k: v for k, v in cfg.dataset.items() if k != "_target_"})
-    model = build_model(cfg, splits)
+    model = build_model(cfg, splits, Reconstruct())
     ckpt = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     model.load_state_dict(ckpt["model"])
     trainer = Trainer(run_dir=run_dir, device="cpu", precision=cfg.trainer.precision, eval_batch_size=10_000)
@@ -107,7 +107,7 @@ def test_bad_value_fails_with_one_clear_line(tmp_path, override, message):
 def test_input_size_mismatch_is_a_config_error():
     cfg = compose_cfg("toy", [*TINY_TOY, "model.input_size=2"])
     with pytest.raises(ConfigError, match="model.input_size=2"):
-        build_model(cfg, load_toy(num_sequences=10))
+        build_model(cfg, load_toy(num_sequences=10), Reconstruct())
 
 
 def test_help_lists_groups_and_options():

@@ -1,21 +1,34 @@
 """S&P 500 daily prices 2014-2017 (the Kaggle file "SP 500 Stock Prices 2014-2017.csv").
 
-Reading and validating the file lives here; the task code (issue #4) builds sequences from the
-table this module returns. The file is read from ``<root>/sp500/sp500_2014_2017.csv.gz`` (the
-layout of this project's shared data), or any ``.csv`` / ``.csv.gz`` given as ``path``; when it
-is absent and ``kagglehub`` is installed with a network, the Kaggle dataset is downloaded.
+The file is read from ``<root>/sp500/sp500_2014_2017.csv.gz`` (the layout of this project's
+shared data), or any ``.csv`` / ``.csv.gz`` given as ``path``; when it is absent and
+``kagglehub`` is installed with a network, the Kaggle dataset is downloaded.
+
+:func:`load_sp500` turns the table into sequences, leak-free:
+
+- only stocks with a price on every trading day are kept (equal lengths);
+- stocks, not windows, are split: a seeded share of the stocks is held out for testing, the rest
+  go to training/validation (or to ``folds`` cross-validation folds), so no two parts share a
+  stock or an overlapping window;
+- each stock's series is cut into windows of ``seq_len`` days (every ``stride`` days), and each
+  window is min-max scaled with the min and max of **its own days only** -- the days the model
+  reads. The day after the window (the one-step target of the last position, kept in ``y``) is
+  scaled with the same numbers and never enters them, so it may fall outside [0, 1].
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional
 
+import numpy as np
 import pandas as pd
+import torch
 
-from lstm_ae.data import default_root
-from lstm_ae.errors import DataError
+from lstm_ae.data import Split, Splits, default_root
+from lstm_ae.errors import ConfigError, DataError
 
 KAGGLE_DATASET = "gauravmehta13/sp-500-stock-prices"
 KAGGLE_FILE = "SP 500 Stock Prices 2014-2017.csv"
@@ -104,3 +117,117 @@ def read_prices(path: Path | str) -> pd.DataFrame:
         i = df.index[df.duplicated(["symbol", "date"])][0]
         raise DataError(f"S&P 500 file {path}: a second row for {df.at[i, 'symbol']} on {df.at[i, 'date'].date()} at line {int(i) + 2}")
     return df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+
+
+def price_table(df: pd.DataFrame, price: str = "high") -> pd.DataFrame:
+    """Dates x symbols table of one price column (NaN where a stock has no price that day)."""
+    if price not in PRICES:
+        raise ConfigError(f"dataset.price must be one of {', '.join(PRICES)}; got {price!r}")
+    return df.pivot(index="date", columns="symbol", values=price).sort_index()
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_table(file: str, mtime_ns: int, price: str) -> pd.DataFrame:
+    """The price table of a file, read once per process (cross-validation loads it per fold)."""
+    return price_table(read_prices(file), price)
+
+
+def complete_stocks(table: pd.DataFrame) -> List[str]:
+    """Symbols with a price on every date of the table, sorted."""
+    return sorted(table.columns[table.notna().all()].tolist())
+
+
+def split_stocks(symbols: List[str], test_fraction: float, val_fraction: float,
+                 folds: Optional[int], fold: int, seed: int) -> Dict[str, List[str]]:
+    """Seeded split of the symbols into train/val/test; with ``folds``, val is fold ``fold``."""
+    order = np.random.default_rng(seed).permutation(len(symbols))
+    shuffled = [symbols[i] for i in order]
+    n_test = max(1, round(len(symbols) * test_fraction))
+    test, rest = shuffled[:n_test], shuffled[n_test:]
+    if folds is None:
+        n_val = max(1, round(len(rest) * val_fraction))
+        val, train = rest[:n_val], rest[n_val:]
+    else:
+        if not 2 <= folds <= len(rest):
+            raise ConfigError(
+                f"task.folds={folds} needs 2 <= folds <= {len(rest)} (the stocks left after "
+                f"holding out {n_test} test stocks)"
+            )
+        if not 0 <= fold < folds:
+            raise ConfigError(f"fold {fold} is not one of the {folds} folds")
+        parts = np.array_split(np.arange(len(rest)), folds)
+        val = [rest[i] for i in parts[fold]]
+        train = [rest[i] for p, idx in enumerate(parts) if p != fold for i in idx]
+    if not train:
+        raise ConfigError(f"{len(symbols)} complete stocks are too few to keep any for training")
+    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+
+
+def windows(series: np.ndarray, seq_len: int, stride: int) -> np.ndarray:
+    """Start indices of the windows of ``seq_len`` days that still have a next day."""
+    return np.arange(0, len(series) - seq_len, stride)
+
+
+def scale_windows(x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """Min-max scale each row of ``x`` (N, T) with its own min and max: (scaled, lo, span)."""
+    lo = x.min(dim=1, keepdim=True).values
+    span = (x.max(dim=1, keepdim=True).values - lo).clamp_min(1e-8)
+    return (x - lo) / span, lo, span
+
+
+def load_sp500(
+    root: Optional[str] = None,
+    path: Optional[str] = None,
+    download: bool = False,
+    price: str = "high",
+    seq_len: Optional[int] = 50,
+    stride: Optional[int] = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    folds: Optional[int] = None,
+    fold: int = 0,
+    table_only: bool = False,
+) -> Splits:
+    """Scaled windows of the complete stocks, split by stock (see the module docstring).
+
+    ``x``: (N, seq_len, 1) scaled prices; ``y``: (N, 1) the next day, scaled alike.
+    ``seq_len=None`` takes each whole series but its last day. ``meta`` holds what figures and
+    price-unit errors need: dates, the price table, symbols, each test window's start, lo and
+    span (``usd = scaled * span + lo``), and the test stocks' raw series. ``table_only``: no
+    sequences (empty splits), only the dates and the price table (for plots of the raw data).
+    """
+    file = locate(root, path, download)
+    table = _cached_table(str(file.resolve()), file.stat().st_mtime_ns, price)
+    dates = table.index
+    if table_only:
+        empty = Split(torch.empty(0, 0, 1))
+        return Splits(empty, empty, empty, meta={"name": "sp500", "price": price, "dates": dates, "table": table})
+    symbols = complete_stocks(table)
+    if not symbols:
+        raise DataError(f"no stock has a {price} price on all {len(dates)} days of the file")
+    days = len(dates)
+    if seq_len is None:
+        seq_len = days - 1
+    if seq_len > days - 1:
+        raise ConfigError(
+            f"dataset.seq_len={seq_len} is longer than the data allows: the file has {days} trading "
+            f"days and each window needs one more day for its next-day target; use <= {days - 1} or null"
+        )
+    stride = stride or seq_len
+    parts = split_stocks(symbols, test_fraction, val_fraction, folds, fold, seed)
+    starts = windows(np.arange(days), seq_len, stride)
+    out: Dict[str, Split] = {}
+    meta: Dict[str, object] = {"name": "sp500", "price": price, "dates": dates, "table": table,
+                               "symbols": parts, "seq_len": seq_len}
+    for name, syms in parts.items():
+        series = torch.tensor(table[syms].to_numpy().T, dtype=torch.float64)  # (stocks, days)
+        win = torch.stack([series[:, s : s + seq_len + 1] for s in starts], dim=1).reshape(-1, seq_len + 1)
+        scaled, lo, span = scale_windows(win[:, :-1])
+        nxt = (win[:, -1:] - lo) / span
+        out[name] = Split(scaled.float().unsqueeze(-1), nxt.float())
+        if name == "test":
+            meta["test_windows"] = [(sym, int(s)) for sym in syms for s in starts]
+            meta["test_lo"], meta["test_span"] = lo.squeeze(1), span.squeeze(1)
+            meta["test_series"] = series
+    return Splits(out["train"], out["val"], out["test"], meta=meta)
