@@ -177,7 +177,7 @@ class SP500DatasetConfig:
 class ReconstructTaskConfig:
     _target_: str = "lstm_ae.tasks.Reconstruct"
     num_examples: int = 3  # sequences drawn in examples.png
-    num_reconstructions: int = 2  # test sequences drawn in reconstructions.png
+    num_reconstructions: int = 3  # test sequences drawn in reconstructions.png
     folds: Optional[int] = None  # k-fold cross-validation over stocks (dataset=sp500); null: one split
 
 

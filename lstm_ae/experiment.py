@@ -11,7 +11,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -25,7 +25,7 @@ from lstm_ae.config import validate
 from lstm_ae.data import Splits
 from lstm_ae.errors import ConfigError, UserError
 from lstm_ae.model import count_parameters
-from lstm_ae.trainer import FitResult, SchedulerFactory, Trainer, seed_everything
+from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, seed_everything
 
 log = logging.getLogger("lstm_ae")
 
@@ -108,7 +108,8 @@ def _accepts(node: DictConfig, argument: str) -> bool:
     return argument in inspect.signature(get_method(node._target_)).parameters
 
 
-def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any) -> Tuple[torch.nn.Module, FitResult, Trainer]:
+def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
+            callbacks: Sequence[EpochCallback] = ()) -> Tuple[torch.nn.Module, FitResult, Trainer]:
     """Train a fresh model on ``splits`` into ``run_dir``; it returns holding its best weights."""
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg, splits, task)
@@ -124,6 +125,7 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any) -> Tuple[
         splits,
         optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
         scheduler=scheduler_factory(cfg.scheduler),
+        callbacks=callbacks,
     )
     return model, fit, trainer
 

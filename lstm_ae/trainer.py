@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
+EpochCallback = Callable[[int, nn.Module, Dict[str, float]], None]
 
 
 def seed_everything(seed: int) -> None:
@@ -137,9 +138,12 @@ class Trainer:
         splits: Splits,
         optimizer: OptimizerFactory,
         scheduler: Optional[SchedulerFactory] = None,
+        callbacks: Sequence[EpochCallback] = (),
     ) -> FitResult:
         """Train on ``splits.train``, validate every epoch, keep the best-on-validation weights.
 
+        ``callbacks`` are called as ``callback(epoch, model, row)`` after each epoch's row of
+        metrics is written (outside the epoch's timing; e.g. a benchmark's extra evaluation).
         On return the model holds the best weights. ``metrics.csv`` and ``checkpoints/`` are
         written into the run folder as training goes.
         """
@@ -228,6 +232,8 @@ class Trainer:
                         },
                         self.run_dir / "checkpoints" / "last.pt",
                     )
+                for callback in callbacks:
+                    callback(epoch, model, row)
                 log.info(
                     "epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.3g  %.1fs%s",
                     epoch, self.epochs, train_metrics["loss"], val_metrics["loss"], lr,
