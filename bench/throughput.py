@@ -61,9 +61,11 @@ class NaiveCellAE(nn.Module):
         return AEOutput(reconstruction=recon, latent=z)
 
 
-def measure(model: nn.Module, shape: str, precision: str, batches: int, threads: int, device: str) -> float:
+def measure(model: nn.Module, shape: str, precision: str, batches: int, threads: int, device: str,
+            batch: int | None = None) -> float:
     """Samples per second of the second of two training epochs of ``batches`` batches."""
-    steps, features, _, batch = SHAPES[shape]
+    steps, features, _, default_batch = SHAPES[shape]
+    batch = batch or default_batch
     n = batches * batch
     x = torch.rand(n + 1, steps, features)
     splits = Splits(Split(x[:n]), Split(x[n:]), Split(x[n:]))
@@ -79,6 +81,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--batches", type=int, default=10, help="batches per timed epoch")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batch", type=int, default=None, help="batch size for every shape (default: per shape)")
+    parser.add_argument("--variants", nargs="+", default=None, help="only these variants (default: all)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", type=Path, default=Path("bench/results/throughput.json"))
     args = parser.parse_args(argv)
@@ -86,6 +90,7 @@ def main(argv=None) -> dict:
     rows = []
     for shape in args.shapes:
         steps, features, hidden, batch = SHAPES[shape]
+        batch = args.batch or batch
         variants = [
             ("naive-cell fp32", lambda: NaiveCellAE(features, hidden), "fp32"),
             ("lstm fp32", lambda: LSTMAutoencoder(features, hidden), "fp32"),
@@ -93,7 +98,9 @@ def main(argv=None) -> dict:
         ]
         base = None
         for name, make, precision in variants:
-            rate = measure(make(), shape, precision, args.batches, args.threads, args.device)
+            if args.variants and name not in args.variants and base is not None:
+                continue
+            rate = measure(make(), shape, precision, args.batches, args.threads, args.device, batch)
             base = base or rate
             row = {"shape": shape, "T": steps, "m": features, "H": hidden, "batch": batch, "variant": name,
                    "samples_per_s": round(rate, 1), "vs_naive": round(rate / base, 2)}

@@ -222,6 +222,7 @@ class TrainerConfig:
     patience: Optional[int] = None  # stop after this many epochs without a better val loss
     progress: bool = True  # tqdm bar per epoch
     save_checkpoints: bool = True
+    resume: Optional[str] = None  # auto: continue the newest unfinished run; or a run folder; null: afresh
 
 
 SCHEMAS = {

@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint to resume from that is missing, unreadable or does not fit the model."""

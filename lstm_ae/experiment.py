@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from lstm_ae.config import validate
 from lstm_ae.data import Splits
-from lstm_ae.errors import ConfigError, UserError
+from lstm_ae.errors import CheckpointError, ConfigError, UserError
 from lstm_ae.model import count_parameters
 from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, seed_everything
 
@@ -108,9 +108,39 @@ def _accepts(node: DictConfig, argument: str) -> bool:
     return argument in inspect.signature(get_method(node._target_)).parameters
 
 
+def resume_dir(resume: Optional[str], run_dir: Path) -> Optional[Path]:
+    """The run folder to continue (``trainer.resume``), or None to start afresh.
+
+    ``auto``: this run folder when it holds ``checkpoints/last.pt`` (e.g. ``hydra.run.dir`` set
+    to an earlier run), else the newest unfinished run (a ``last.pt`` but no ``results.json``) in
+    the same parent folder (``outputs/<config>/<task>/``), else None. A path: that run folder
+    (or its ``checkpoints/last.pt``), which must exist.
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        if (run_dir / "checkpoints" / "last.pt").exists() or any(run_dir.glob("fold_*/checkpoints/last.pt")):
+            return run_dir
+        candidates = [
+            d for d in run_dir.parent.iterdir()
+            if d != run_dir and d.is_dir() and not (d / "results.json").exists()
+            and ((d / "checkpoints" / "last.pt").exists() or any(d.glob("fold_*/checkpoints/last.pt")))
+        ] if run_dir.parent.is_dir() else []
+        return max(candidates, key=lambda d: d.name) if candidates else None
+    path = Path(resume).expanduser()
+    if path.is_file() and path.name == "last.pt":
+        path = path.parent.parent
+    if not path.is_dir():
+        raise CheckpointError(f"trainer.resume={resume}: no such run folder or checkpoint")
+    if not ((path / "checkpoints" / "last.pt").exists() or any(path.glob("fold_*/checkpoints/last.pt"))):
+        raise CheckpointError(f"trainer.resume={resume}: {path} holds no checkpoints/last.pt to resume from")
+    return path
+
+
 def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
             callbacks: Sequence[EpochCallback] = ()) -> Tuple[torch.nn.Module, FitResult, Trainer]:
-    """Train a fresh model on ``splits`` into ``run_dir``; it returns holding its best weights."""
+    """Train a model on ``splits`` into ``run_dir`` (continuing its last.pt with ``trainer.resume``);
+    it returns holding its best weights."""
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg, splits, task)
     trainer = Trainer(run_dir=run_dir, **cfg.trainer)
@@ -126,6 +156,7 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
         optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
         scheduler=scheduler_factory(cfg.scheduler),
         callbacks=callbacks,
+        resume=cfg.trainer.get("resume") is not None,
     )
     return model, fit, trainer
 
@@ -170,6 +201,12 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     if task.folds is not None and not _accepts(cfg.dataset, "folds"):
         raise ConfigError("task.folds (cross-validation) is not supported by this dataset; set task.folds=null")
     run_dir.mkdir(parents=True, exist_ok=True)
+    previous = resume_dir(cfg.trainer.get("resume"), run_dir)
+    if previous is not None and previous != run_dir:
+        log.info("resuming the run in %s (results go there)", previous)
+        run_dir = previous
+    elif cfg.trainer.get("resume") == "auto" and previous is None:
+        log.info("trainer.resume=auto: no unfinished run to resume; starting afresh")
     if not task.trains:
         results = task.run(run_dir, load_data(cfg, task))
         results.update(objective=None, objective_mode=task.objective_mode)

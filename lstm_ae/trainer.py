@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from lstm_ae.config import Device, Precision
 from lstm_ae.data import Split, Splits
-from lstm_ae.errors import TrainingDiverged
+from lstm_ae.errors import CheckpointError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class Trainer:
         patience: Optional[int] = None,
         progress: bool = True,
         save_checkpoints: bool = True,
+        resume: Optional[str] = None,  # used by the experiment (which run folder); see fit(resume=...)
     ) -> None:
         self.run_dir = Path(run_dir)
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
@@ -122,13 +123,64 @@ class Trainer:
                 totals[k] = totals.get(k, 0.0) + v.detach() * len(batch)
         return {k: v.item() / len(split) for k, v in totals.items()}
 
-    def _diverged(self, split: str, value: float, epoch: int, opt: torch.optim.Optimizer) -> None:
+    def _diverged(self, where: str, value: float, epoch: int, opt: torch.optim.Optimizer) -> None:
         last = self.run_dir / "checkpoints" / "last.pt"
         kept = f"; the last good epoch's checkpoint is {last}" if last.exists() else ""
         raise TrainingDiverged(
-            f"{split} loss became {value} in epoch {epoch}{kept}. Try a lower optimizer.lr "
+            f"{where} loss became {value} in epoch {epoch}{kept}. Try a lower optimizer.lr "
             f"(now {opt.param_groups[0]['lr']:g}) or gradient clipping (trainer.grad_clip)."
         )
+
+    # ------------------------------------------------------------- checkpoints
+    def _state(self, model, opt, sched, gen, epoch, result, best_state, best_loss, stale) -> Dict[str, Any]:
+        """Everything needed to continue after ``epoch`` exactly as if never stopped."""
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": None if sched is None else sched.state_dict(),
+            "epoch": epoch,
+            "finished": False,
+            "best_model": best_state,
+            "best_epoch": result.best_epoch,
+            "best_val": result.best,
+            "best_loss": best_loss,
+            "stale": stale,
+            "seconds": result.seconds,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "batches": gen.get_state(),
+            },
+        }
+
+    def _load_last(self, path: Path) -> Dict[str, Any]:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # truncated, not a checkpoint, another format ...
+            raise CheckpointError(
+                f"checkpoint {path} is not readable ({type(err).__name__}: {str(err)[:120]}); delete it "
+                "to start afresh, or point trainer.resume at another run"
+            ) from None
+
+    @staticmethod
+    def _read_history(path: Path, upto: int) -> List[Dict[str, float]]:
+        """The complete rows of metrics.csv up to epoch ``upto`` (a row cut by a crash is dropped)."""
+        if not path.exists():
+            return []
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                try:
+                    values = {k: float(v) for k, v in row.items() if k is not None}
+                except (TypeError, ValueError):
+                    continue
+                if len(values) == len(reader.fieldnames) and values["epoch"] <= upto:
+                    values["epoch"] = int(values["epoch"])
+                    rows.append(values)
+        return rows
 
     # ---------------------------------------------------------------------- fit
     def fit(
@@ -139,13 +191,17 @@ class Trainer:
         optimizer: OptimizerFactory,
         scheduler: Optional[SchedulerFactory] = None,
         callbacks: Sequence[EpochCallback] = (),
+        resume: bool = False,
     ) -> FitResult:
         """Train on ``splits.train``, validate every epoch, keep the best-on-validation weights.
 
-        ``callbacks`` are called as ``callback(epoch, model, row)`` after each epoch's row of
-        metrics is written (outside the epoch's timing; e.g. a benchmark's extra evaluation).
-        On return the model holds the best weights. ``metrics.csv`` and ``checkpoints/`` are
-        written into the run folder as training goes.
+        ``metrics.csv`` and ``checkpoints/`` are written into the run folder as training goes;
+        ``checkpoints/last.pt`` (written atomically every epoch) holds the model, optimizer,
+        scheduler, RNG states and the best-so-far state. With ``resume``, a ``last.pt`` in the
+        run folder is loaded and training continues after its epoch, with the same result as an
+        uninterrupted run (CPU, same seed). ``callbacks`` are called as ``callback(epoch, model,
+        row)`` after each epoch (outside the epoch's timing). On return the model holds the best
+        weights.
         """
         model.to(self.device)
         train, val = splits.train.to(self.device), splits.val.to(self.device)
@@ -156,12 +212,47 @@ class Trainer:
         on_plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
         gen = torch.Generator().manual_seed(self.seed)
         metrics_path = self.run_dir / "metrics.csv"
-        metrics_file, writer = None, None
+        last_path = self.run_dir / "checkpoints" / "last.pt"
         result = FitResult()
-        best_loss, best_state, stale = math.inf, None, 0
-        started = time.perf_counter()
+        best_loss, best_state, stale, first = math.inf, None, 0, 1
+        if resume and last_path.exists():
+            state = self._load_last(last_path)
+            try:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                if sched is not None and state["scheduler"] is not None:
+                    sched.load_state_dict(state["scheduler"])
+            except (KeyError, RuntimeError, ValueError) as err:
+                raise CheckpointError(
+                    f"checkpoint {last_path} does not fit this model or optimizer ({str(err).splitlines()[0][:160]}); "
+                    "resume with the run's own config (its .hydra/config.yaml)"
+                ) from None
+            rng = state["rng"]
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            gen.set_state(rng["batches"])
+            best_state, best_loss, stale = state["best_model"], state["best_loss"], state["stale"]
+            result.best_epoch, result.best, result.seconds = state["best_epoch"], state["best_val"], state["seconds"]
+            first = state["epoch"] + 1
+            result.history = self._read_history(metrics_path, state["epoch"])
+            log.info("resumed from %s after epoch %d", last_path, state["epoch"])
+            if state.get("finished"):
+                first = self.epochs + 1  # nothing left to do
+        if result.history:  # rewrite the kept rows (drops any row after the checkpoint)
+            tmp = metrics_path.with_name(metrics_path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(result.history[0]))
+                w.writeheader()
+                w.writerows(result.history)
+            os.replace(tmp, metrics_path)
+        metrics_file, writer = None, None
+        check_every = 1 if self.device.type == "cpu" else 25  # a check costs a host sync on a GPU
+        started = time.perf_counter() - result.seconds
         try:
-            for epoch in range(1, self.epochs + 1):
+            for epoch in range(first, self.epochs + 1):
                 t0 = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]
                 model.train()
@@ -178,6 +269,10 @@ class Trainer:
                     idx = order[step * self.batch_size : (step + 1) * self.batch_size]
                     batch = Split(train.x[idx], None if train.y is None else train.y[idx])
                     parts = self._losses(model, task, batch)
+                    if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
+                        loss = parts["loss"].item()
+                        if not math.isfinite(loss):  # stop before the bad step changes the weights
+                            self._diverged(f"training (step {step + 1} of {steps_per_epoch})", loss, epoch, opt)
                     opt.zero_grad(set_to_none=True)
                     parts["loss"].backward()
                     if self.grad_clip is not None:
@@ -190,21 +285,23 @@ class Trainer:
                         totals[k] = totals.get(k, 0.0) + v.detach() * len(idx)
                 train_metrics = {k: v.item() / len(train) for k, v in totals.items()}
                 val_metrics = self.evaluate(model, task, val)
-                for split, value in (("training", train_metrics["loss"]), ("validation", val_metrics["loss"])):
+                for where, value in (("training", train_metrics["loss"]), ("validation", val_metrics["loss"])):
                     if not math.isfinite(value):
-                        self._diverged(split, value, epoch, opt)
+                        self._diverged(where, value, epoch, opt)
                 if sched is not None and not per_batch:
                     sched.step(val_metrics["loss"]) if on_plateau else sched.step()
-                row = {"epoch": epoch}
+                row: Dict[str, float] = {"epoch": epoch}
                 row.update({f"train_{k}": v for k, v in train_metrics.items()})
                 row.update({f"val_{k}": v for k, v in val_metrics.items()})
                 row.update(lr=lr, seconds=time.perf_counter() - t0)
                 result.history.append(row)
                 if writer is None:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
-                    metrics_file = open(metrics_path, "w", newline="")
+                    fresh = not (metrics_path.exists() and epoch > 1)
+                    metrics_file = open(metrics_path, "w" if fresh else "a", newline="")
                     writer = csv.DictWriter(metrics_file, fieldnames=list(row))
-                    writer.writeheader()
+                    if fresh:
+                        writer.writeheader()
                 writer.writerow(row)
                 metrics_file.flush()
 
@@ -220,18 +317,12 @@ class Trainer:
                         )
                 else:
                     stale += 1
+                result.seconds = time.perf_counter() - started
+                stop = self.patience is not None and stale >= self.patience
                 if self.save_checkpoints:
-                    save_atomic(
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "scheduler": None if sched is None else sched.state_dict(),
-                            "epoch": epoch,
-                            "best_epoch": result.best_epoch,
-                            "best_val": result.best,
-                        },
-                        self.run_dir / "checkpoints" / "last.pt",
-                    )
+                    state = self._state(model, opt, sched, gen, epoch, result, best_state, best_loss, stale)
+                    state["finished"] = stop or epoch == self.epochs
+                    save_atomic(state, last_path)
                 for callback in callbacks:
                     callback(epoch, model, row)
                 log.info(
@@ -239,7 +330,7 @@ class Trainer:
                     epoch, self.epochs, train_metrics["loss"], val_metrics["loss"], lr,
                     row["seconds"], "  *" if improved else "",
                 )
-                if self.patience is not None and stale >= self.patience:
+                if stop:
                     log.info("early stop: no better val_loss for %d epochs", stale)
                     break
         finally:

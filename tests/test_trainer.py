@@ -68,16 +68,27 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     assert moved(1e-6) < 1e-5 < moved(None)
 
 
-def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
-    class Exploding(Reconstruct):
+def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_epoch(tmp_path):
+    class NanAtStep(Reconstruct):
+        calls = 0
+
         def losses(self, out, batch):
             parts = super().losses(out, batch)
-            return {**parts, "loss": parts["loss"] * math.inf}
+            if out.reconstruction.requires_grad:  # training steps only
+                NanAtStep.calls += 1
+                if NanAtStep.calls == 5 + 3:  # epoch 2 (5 steps each), step 3
+                    return {**parts, "loss": parts["loss"] * math.nan}
+            return parts
 
-    splits = load_toy(num_sequences=40, seed=0)
-    trainer = Trainer(run_dir=tmp_path, epochs=3, batch_size=8, progress=False, device="cpu")
-    with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) in epoch 1.*optimizer.lr"):
-        trainer.fit(LSTMAutoencoder(1, 4), Exploding(), splits, partial(torch.optim.Adam, lr=1e-3))
+    splits = load_toy(num_sequences=40, seed=0)  # 24 training sequences: 5 steps of 5 per epoch
+    trainer = Trainer(run_dir=tmp_path, epochs=3, batch_size=5, progress=False, device="cpu")
+    model = LSTMAutoencoder(1, 4)
+    with pytest.raises(TrainingDiverged, match=r"training \(step 3 of 5\) loss became nan in epoch 2; the last good"
+                                               r" epoch's checkpoint is .*last.pt.*optimizer.lr"):
+        trainer.fit(model, NanAtStep(), splits, partial(torch.optim.Adam, lr=1e-3))
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step was never applied
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["epoch"]) == [1]
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
 
 
 def test_bf16_precision_trains_and_keeps_metrics_fp32(tmp_path):
