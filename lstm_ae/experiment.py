@@ -249,17 +249,32 @@ def run(cfg: DictConfig) -> float:
     """Entry point body for ``@hydra.main`` functions; returns the objective for sweepers.
 
     A user's mistake (:class:`UserError`) is reported in one line. A single run then exits with
-    status 2; a job of a multirun returns NaN instead, so the sweep goes on (Optuna records the
-    trial as failed) and ``summary.csv`` lists the job as failed.
+    status 2; a job of a multirun returns NaN instead -- as it does for any other exception,
+    whose traceback goes to the job's log -- so the sweep goes on (Optuna records the trial as
+    failed). The reason is written to ``error.txt`` in the job folder, and ``summary.csv``
+    lists the job as failed with it.
     """
     run_dir = run_dir_from_hydra()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         results = train_and_test(cfg, run_dir)
     except UserError as err:
         log.error("%s: %s", type(err).__name__, err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:
+            _write_error(run_dir, f"{type(err).__name__}: {err}")
             return float("nan")
         sys.exit(2)
+    except Exception as err:
+        if not multirun:
+            raise
+        log.exception("the job failed")
+        _write_error(run_dir, f"{type(err).__name__}: {err}")
+        return float("nan")
     if results["objective"] is None:  # a task that trains nothing
         return float("nan")
     return float(results[results["objective"]])
+
+
+def _write_error(run_dir: Path, message: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text(message.splitlines()[0][:1000] + "\n")

@@ -29,6 +29,8 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
             row.update(json.loads(results_file.read_text()))
         else:
             row["status"] = "failed"
+            error_file = job_dir / "error.txt"
+            row["error"] = error_file.read_text().strip() if error_file.exists() else "no results.json (killed?)"
         row["run_dir"] = str(job_dir)
         rows.append(row)
     df = pd.DataFrame(rows)

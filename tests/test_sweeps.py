@@ -3,9 +3,11 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import optuna
 import pandas as pd
@@ -47,10 +49,13 @@ def test_optuna_multirun_with_sqlite_storage_continues_the_study(tmp_path):
     # the value Optuna minimised is the validation MSE each job wrote
     assert sorted(t.value for t in trials) == pytest.approx(sorted(summary["val_mse"]))
 
-    second = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
-    assert second.returncode == 0, second.stderr[-3000:]
-    study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
-    assert len(study.trials) == 4  # the same study, continued
+    # n_trials counts the whole study: the same command again runs nothing, a larger n_trials the rest
+    again = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}").trials) == 2
+    more = run_script("lstm_ae_toy.py", *args, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={tmp_path / 'c'}")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert len(optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}").trials) == 4
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
@@ -75,11 +80,11 @@ def test_collect_marks_jobs_without_results_as_failed(tmp_path):
 
 
 def test_two_workers_share_one_optuna_study(tmp_path):
-    """Two processes on one SQLite study: every requested trial finishes, none twice, none lost."""
+    """Two processes on one SQLite study share its n_trials: none lost, none run twice."""
     db = tmp_path / "shared.db"
     procs = []
     for worker in (1, 2):
-        args = ["-m", "hparams_search=toy_optuna", *TINY, "hydra.sweeper.n_trials=3",
+        args = ["-m", "hparams_search=toy_optuna", *TINY, "hydra.sweeper.n_trials=6",
                 f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweeper.sampler.seed={worker}",
                 f"hydra.sweep.dir={tmp_path / f'w{worker}'}"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -89,12 +94,58 @@ def test_two_workers_share_one_optuna_study(tmp_path):
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
     study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
-    assert sorted(t.number for t in study.trials) == list(range(6))
+    n = len(study.trials)
+    assert 6 <= n <= 7  # a worker asks only for missing trials; a race may add one
+    assert sorted(t.number for t in study.trials) == list(range(n))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    params = {tuple(sorted(t.params.items())) for t in study.trials}
-    assert len(params) == 6  # each worker its own sampler seed: no trial repeated
-    for worker in (1, 2):
-        assert len(pd.read_csv(tmp_path / f"w{worker}" / "summary.csv")) == 3
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == n  # own seeds: no repeats
+    jobs = sum(len(pd.read_csv(tmp_path / f"w{w}" / "summary.csv")) for w in (1, 2) if (tmp_path / f"w{w}" / "summary.csv").exists())
+    assert jobs == n
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    db = tmp_path / "s.db"
+    proc = run_script(
+        "lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *[a for a in TINY if "hidden_size" not in a],
+        "hydra.sweeper.n_trials=6", "model.hidden_size=choice(0,4)", "optimizer.lr=choice(0.01,1e39)", "trainer.grad_clip=null",
+        f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 6
+    for t in study.trials:
+        bad = t.params["model.hidden_size"] == 0 or t.params["optimizer.lr"] > 1
+        assert (t.state == optuna.trial.TrialState.FAIL) == bad, t.params
+        assert ("error" in t.user_attrs) == bad
+    df = pd.read_csv(tmp_path / "sweep" / "summary.csv")
+    failed = df[df["status"] == "failed"]
+    assert len(failed) == sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials) > 0
+    reasons = " ".join(failed["error"])
+    assert ("model.hidden_size must be a positive integer" in reasons) or ("loss became" in reasons)
+
+
+def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
+    db = tmp_path / "s.db"
+    args = ["-m", "hparams_search=toy_optuna", *TINY_TOY, "dataset.num_sequences=600", "trainer.epochs=8",
+            "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage=sqlite:///{db}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args, f"hydra.sweep.dir={tmp_path / 'a'}"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((tmp_path / "a").glob("*/results.json"))) >= 1 and len(list((tmp_path / "a").glob("*/.hydra"))) >= 2:
+            break  # one trial done, the next one running
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rerun = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    assert len(complete) == 4 and len(interrupted) == 1
+    assert len(study.trials) == 5
 
 
 @pytest.mark.skipif(
