@@ -134,3 +134,16 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path):
         d.pop("train_seconds")
     assert a == b
     assert list(pd.read_csv(cut / "metrics.csv")["epoch"]) == list(range(1, 13))
+
+
+def test_same_config_and_seed_give_identical_results(tmp_path):
+    """Determinism on the CPU: two runs of one config write the same results.json (but for the time)."""
+    args = [*TINY_TOY, "trainer.epochs=3", "model.num_layers=2", "model.dropout=0.2"]
+    results = []
+    for name in ("a", "b"):
+        proc = run_script("lstm_ae_toy.py", *args, f"hydra.run.dir={tmp_path / name}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        res.pop("train_seconds")
+        results.append(res)
+    assert results[0] == results[1]

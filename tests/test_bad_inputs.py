@@ -1,0 +1,115 @@
+"""A catalogue of user mistakes: each gets one clear error, a non-zero exit, no half-written artefact.
+
+Add a case in one line to CASES: (id, script, arguments, expected message (regex), setup).
+``setup(tmp)`` may create bad files and returns extra arguments; ``{root}``, ``{csv}`` and ``{tmp}``
+in the arguments are filled in. Every case runs the real entry script in a fresh interpreter.
+"""
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_script
+from tests.test_mnist import FILES, write_idx
+from tests.test_sp500 import make_csv
+
+TOY = ["trainer.epochs=1", "dataset.num_sequences=30", "model.hidden_size=4", "trainer.progress=false"]
+
+
+def mnist_root(tmp, drop=None, truncate=None):
+    raw = tmp / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for part, n in (("train", 20), ("test", 10)):
+        write_idx(raw / FILES[f"{part}_images"], np.zeros((n, 28, 28)))
+        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    if drop:
+        (raw / FILES[drop]).unlink()
+    if truncate:
+        data = (raw / FILES[truncate]).read_bytes()
+        (raw / FILES[truncate]).write_bytes(data[: len(data) // 2])
+    return tmp / "data"
+
+
+def csv_text(tmp, text):
+    path = tmp / "data" / "sp500" / "sp500_2014_2017.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return tmp / "data"
+
+
+def good_csv(tmp):
+    make_csv(tmp / "data" / "sp500")
+    (tmp / "data" / "sp500" / "prices.csv.gz").rename(tmp / "data" / "sp500" / "sp500_2014_2017.csv.gz")
+    return tmp / "data"
+
+
+def checkpoint(tmp, content=b"garbage"):
+    (tmp / "old" / "checkpoints").mkdir(parents=True)
+    (tmp / "old" / "checkpoints" / "last.pt").write_bytes(content)
+    return []
+
+
+HEADER = "symbol,date,open,high,low,close,volume\n"
+CASES = [
+    # --- data
+    ("missing data root", "lstm_ae_mnist.py", ["dataset.root={tmp}/nowhere"], r"MNIST file .* not found.*dataset.download=true", None),
+    ("missing MNIST file", "lstm_ae_mnist.py", ["dataset.root={root}"], r"t10k-labels-idx1-ubyte.gz", lambda t: mnist_root(t, drop="test_labels")),
+    ("truncated MNIST gz", "lstm_ae_mnist.py", ["dataset.root={root}"], r"train-images-idx3-ubyte.gz.*(corrupt|truncated)", lambda t: mnist_root(t, truncate="train_images")),
+    ("CSV missing a column", "lstm_ae_snp500.py", ["dataset.root={root}"], r"lacks the column\(s\) volume", lambda t: csv_text(t, "symbol,date,open,high,low,close\nA,2014-01-02,1,2,1,1\n")),
+    ("CSV with non-numeric prices", "lstm_ae_snp500.py", ["dataset.root={root}"], r"non-numeric high 'abc' at line 2", lambda t: csv_text(t, HEADER + "A,2014-01-02,1,abc,1,1,5\n")),
+    ("empty CSV", "lstm_ae_snp500.py", ["dataset.root={root}"], r"is empty", lambda t: csv_text(t, "")),
+    ("CSV with a bad date", "lstm_ae_snp500.py", ["dataset.root={root}"], r"bad date '02/01/2014'", lambda t: csv_text(t, HEADER + "A,02/01/2014,1,2,1,1,5\n")),
+    ("missing S&P file", "lstm_ae_snp500.py", ["dataset.root={tmp}/nowhere"], r"S&P 500 file not found.*dataset.path", None),
+    ("unknown stock symbol", "lstm_ae_snp500.py", ["dataset.root={root}", "task=plot_stocks", "task.symbols=[AMZN,XYZQ]"], r"symbol\(s\) XYZQ not in the price file", good_csv),
+    ("sequence longer than the data", "lstm_ae_snp500.py", ["dataset.root={root}", "dataset.seq_len=500"], r"dataset.seq_len=500 is longer than the data", good_csv),
+    ("folds < 2", "lstm_ae_snp500.py", ["dataset.root={root}", "task.folds=1"], r"task.folds must be an integer >= 2", good_csv),
+    ("more folds than stocks", "lstm_ae_snp500.py", ["dataset.root={root}", "dataset.seq_len=10", "task.folds=50"], r"task.folds=50 needs 2 <= folds <= 10", good_csv),
+    ("unknown price column", "lstm_ae_snp500.py", ["dataset.root={root}", "dataset.price=volume"], r"dataset.price must be one of open, high, low, close", good_csv),
+    # --- config
+    ("unknown config key", "lstm_ae_toy.py", ["model.hiden_size=3"], r"Key 'hiden_size' not in 'ModelConfig'", None),
+    ("unknown config group option", "lstm_ae_toy.py", ["optimizer=adamm"], r"Could not find 'optimizer/adamm'", None),
+    ("wrong value type", "lstm_ae_toy.py", ["trainer.epochs=many"], r"Value 'many' of type 'str' could not be converted to Integer", None),
+    ("hidden_size 0", "lstm_ae_toy.py", ["model.hidden_size=0"], r"model.hidden_size must be a positive integer; got 0", None),
+    ("negative learning rate", "lstm_ae_toy.py", ["optimizer.lr=-0.1"], r"optimizer.lr must be a positive number; got -0.1", None),
+    ("batch_size 0", "lstm_ae_toy.py", ["trainer.batch_size=0"], r"trainer.batch_size must be a positive integer; got 0", None),
+    ("epochs 0", "lstm_ae_toy.py", ["trainer.epochs=0"], r"trainer.epochs must be a positive integer; got 0", None),
+    ("negative grad_clip", "lstm_ae_toy.py", ["trainer.grad_clip=-1"], r"trainer.grad_clip must be a positive number, or null", None),
+    ("input_size that does not match the data", "lstm_ae_toy.py", ["model.input_size=3"], r"model.input_size=3 does not match the data, which has 1", None),
+    ("unknown MNIST layout", "lstm_ae_mnist.py", ["dataset.layout=diagonal"], r"dataset.layout must be 'row' or 'pixel'", None),
+    ("dip outside the sequence", "lstm_ae_toy.py", ["dataset.dip_max=48"], r"dataset.dip_min/dip_max/dip_half_width must keep the dip inside", None),
+    ("CUDA requested without a GPU", "lstm_ae_toy.py", ["trainer.device=cuda"], r"trainer.device=cuda but no CUDA GPU is visible", None),
+    # --- run folders and checkpoints
+    ("resume path that does not exist", "lstm_ae_toy.py", ["trainer.resume={tmp}/no_such_run"], r"trainer.resume=.*no such run folder or checkpoint", None),
+    ("corrupt checkpoint", "lstm_ae_toy.py", ["trainer.resume={tmp}/old"], r"checkpoint .*last.pt is not readable", checkpoint),
+    ("unwritable output folder", "lstm_ae_toy.py", ["hydra.run.dir={tmp}/a_file/run"], r"cannot write the output folder .*a_file/run", lambda t: (t / "a_file").write_text("x") and []),
+]
+
+
+def listing(root: Path):
+    return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize("name,script,args,message,setup", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, name, script, args, message, setup):
+    root = setup(tmp_path) if setup else None
+    root = root if isinstance(root, Path) else tmp_path / "data"
+    before = listing(root)
+    run_dir = tmp_path / "run"
+    filled = [a.format(root=root, tmp=tmp_path) for a in args]
+    extra = [f"hydra.run.dir={run_dir}"] if not any(a.startswith("hydra.run.dir") for a in filled) else []
+    proc = run_script(script, *(TOY if script == "lstm_ae_toy.py" else ["trainer.epochs=1", "trainer.progress=false"]),
+                      *filled, *extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert re.search(message, out), out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
+    for artefact in ["results.json", "metrics.csv", "checkpoints"]:
+        assert not (run_dir / artefact).exists(), artefact
+    assert not list(run_dir.glob("*.png"))
+    assert listing(root) == before  # the data root is never written to
+
+
+def test_the_catalogue_is_long_enough():
+    assert len(CASES) >= 20 and len({c[0] for c in CASES}) == len(CASES)
