@@ -5,13 +5,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test grid optuna clean
+.PHONY: help venv run test grid optuna reproduce reproduce-smoke report bench clean
 help:
 	@echo "make run     train the default toy model (creates $(VENV) if missing)"
 	@echo "make test    run the test suite (creates $(VENV) if missing)"
 	@echo "make grid    the toy grid search (hparams_search=toy_grid)"
 	@echo "make optuna  the toy Optuna search (hparams_search=toy_optuna)"
-	@echo "make clean   remove $(VENV), outputs/ and multirun/"
+	@echo "make reproduce        every experiment of the assignment, default settings (hours on 2 cores)"
+	@echo "make reproduce-smoke  the same chain on tiny settings (minutes), into outputs/reproduce/smoke"
+	@echo "make report           report/report.md and report/report.html from outputs/reproduce/full"
+	@echo "make bench            throughput and time-to-accuracy benchmarks (bench/results/)"
+	@echo "make clean   remove $(VENV), outputs/, multirun/ and report/"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,5 +37,20 @@ grid: $(STAMP)
 optuna: $(STAMP)
 	$(PY) lstm_ae_toy.py -m hparams_search=toy_optuna
 
+reproduce: $(STAMP)
+	$(PY) -m lstm_ae.reproduce budget=full
+	$(PY) -m lstm_ae.report --runs outputs/reproduce/full --out report
+
+reproduce-smoke: $(STAMP)
+	$(PY) -m lstm_ae.reproduce budget=smoke
+	$(PY) -m lstm_ae.report --runs outputs/reproduce/smoke --out report_smoke
+
+report: $(STAMP)
+	$(PY) -m lstm_ae.report --runs outputs/reproduce/full --out report
+
+bench: $(STAMP)
+	$(PY) -m bench.throughput
+	$(PY) -m bench.time_to_accuracy
+
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) outputs multirun report report_smoke

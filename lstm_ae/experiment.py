@@ -232,6 +232,9 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         epochs_run=len(fit.history),
         train_seconds=round(fit.seconds, 2),
         num_parameters=count_parameters(model),
+        seq_len=splits.seq_len,
+        input_size=splits.num_features,
+        sequences={"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         device=str(trainer.device),
         torch_version=torch.__version__,
     )

@@ -1,0 +1,257 @@
+"""Build the assignment report from run folders: ``report/report.md`` and a self-contained ``report.html``.
+
+    python -m lstm_ae.report                               # the folders of python -m lstm_ae.reproduce
+    python -m lstm_ae.report --runs outputs/reproduce/full --out report
+    python -m lstm_ae.report --runs outputs/reproduce/smoke --out report_smoke
+
+Each experiment of :mod:`lstm_ae.reproduce` is looked up as ``<runs>/<name>/`` (or
+``--<name> FOLDER`` points at any run folder). The report reads only the run-folder contract
+(``.hydra/config.yaml``, ``results.json``, ``metrics.csv``, ``summary.csv``, PNGs); it never
+trains. For each task: the architecture (from the saved config and results), the
+hyper-parameters, the figures, and the metrics beside their baselines. A missing run is named in
+the report, not a crash.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from lstm_ae.reproduce import EXPERIMENTS
+
+# What the assignment asks to show, per experiment: (figure file, caption)
+FIGURES: Dict[str, List[tuple]] = {
+    "toy": [("examples.png", "Synthetic examples (the shaded window is scaled by 0.1)"),
+            ("reconstructions.png", "Test sequences and their reconstructions"),
+            ("loss.png", "Training and validation loss per epoch")],
+    "toy_grid": [],
+    "mnist_row_reconstruct": [("reconstructions.png", "Test digits and their reconstructions"),
+                              ("loss.png", "Loss per epoch")],
+    "mnist_row_classify": [("reconstructions.png", "Test digits, reconstructions and predicted classes"),
+                           ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
+    "mnist_pixel_classify": [("reconstructions.png", "Test digits, reconstructions and predicted classes"),
+                             ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
+    "sp500_plot": [("daily_high.png", "Daily high of AMZN and GOOGL")],
+    "sp500_reconstruct": [("reconstructions.png", "Three test stocks and their reconstructions (USD)"),
+                          ("loss.png", "Loss per epoch (the selected fold)")],
+    "sp500_predict": [("training_loss.png", "Training loss per epoch"),
+                      ("prediction_loss.png", "Prediction loss per epoch"),
+                      ("multistep.png", "One-step vs multi-step prediction on test stocks"),
+                      ("reconstructions.png", "Reconstructions of the same model")],
+}
+# (metric, baseline, label) rows of each results table
+METRICS = [
+    ("test_mse", "baseline_test_mse", "test MSE (scaled units)"),
+    ("test_accuracy", "baseline_test_accuracy", "test accuracy"),
+    ("test_rmse_usd", None, "test RMSE of the reconstruction (USD)"),
+    ("test_next_mse", "baseline_test_next_mse", "one-step MSE, the day after each window (scaled)"),
+    ("test_onestep_mse_usd", "baseline_test_onestep_mse_usd", "one-step MSE over second halves (USD^2)"),
+    ("test_multistep_mse_usd", "baseline_test_multistep_mse_usd", "multi-step MSE over second halves (USD^2)"),
+    ("cv_mean_val_mse", None, "cross-validation: mean validation MSE of the folds"),
+    ("cv_mean_val_pred_mse", None, "cross-validation: mean validation prediction MSE"),
+]
+BASELINE_NAMES = {"baseline_test_mse": "each step's training mean", "baseline_test_accuracy": "majority class",
+                  "baseline_test_next_mse": "persistence", "baseline_test_onestep_mse_usd": "persistence",
+                  "baseline_test_multistep_mse_usd": "last price held flat"}
+
+
+class Doc:
+    """A report built once, written as Markdown and as self-contained HTML."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.md, self.html = out, [], []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str) -> None:
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def items(self, lines: Sequence[str]) -> None:
+        self.md.append("\n".join(f"- {line}" for line in lines) + "\n")
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        cells = [[_fmt(c) for c in row] for row in rows]
+        self.md.append("| " + " | ".join(header) + " |\n| " + " | ".join("---" for _ in header) + " |\n"
+                       + "".join("| " + " | ".join(r) + " |\n" for r in cells))
+        self.html.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells)
+                         + "</table>")
+
+    def figure(self, path: Path, caption: str, name: str) -> None:
+        target = self.out / "figures" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+        self.md.append(f"![{caption}](figures/{name})\n\n*{caption}*\n")
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def missing(self, text: str) -> None:
+        self.md.append(f"> **Missing:** {text}\n")
+        self.html.append(f'<p class="missing"><b>Missing:</b> {html.escape(text)}</p>')
+
+    def write(self, title: str) -> Dict[str, Path]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        md = self.out / "report.md"
+        md.write_text("\n".join(self.md))
+        page = self.out / "report.html"
+        style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}"
+                 "img{max-width:100%}table{border-collapse:collapse;margin:1em 0}"
+                 "td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}"
+                 "figcaption{font-style:italic;margin-bottom:1.5em}.missing{color:#a00}")
+        page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                        f"<style>{style}</style></head><body>" + "\n".join(self.html) + "</body></html>\n")
+        return {"md": md, "html": page}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def architecture(cfg, results: Dict[str, Any], task: str) -> List[str]:
+    """The model in words, from the saved config and results.json."""
+    m, h, layers = results.get("input_size", "?"), cfg.model.hidden_size, cfg.model.num_layers
+    lines = [
+        f"Encoder: LSTM, input {m}, hidden {h}, {layers} layer(s); reads x_1..x_T (T = {results.get('seq_len', '?')}); "
+        f"context z = h_T",
+        f"Decoder: a different LSTM, input {h} (z at every step), hidden {h}, {layers} layer(s)",
+        f"Output: x~_t = sigmoid(Linear({h} -> {m}) h~_t)",
+    ]
+    if task == "classify":
+        where = "z (the encoder's last state)" if cfg.model.classify_from == "latent" else "h~_T (the decoder's last state)"
+        lines.append(f"Classifier: Linear({h} -> 10) on {where}")
+        lines.append(f"Loss: {cfg.task.recon_weight} x MSE + {cfg.task.class_weight} x cross-entropy")
+    elif task == "predict":
+        lines.append(f"One-step head: y~_t = Linear({h} -> {m}) h_t on the encoder's per-step states (causal)")
+        lines.append(f"Loss: {cfg.task.recon_weight} x MSE(x~, x) + {cfg.task.pred_weight} x MSE(y~_t, x_(t+1))")
+    else:
+        lines.append("Loss: MSE")
+    lines.append(f"Parameters: {results.get('num_parameters', '?'):,}" if isinstance(results.get("num_parameters"), int)
+                 else "Parameters: ?")
+    return lines
+
+
+def hyperparameters(cfg) -> List[List[Any]]:
+    opt = cfg.optimizer._target_.rsplit(".", 1)[-1]
+    sched = (cfg.scheduler.get("_target_") or "none").rsplit(".", 1)[-1]
+    rows = [["optimizer", f"{opt}, lr {cfg.optimizer.lr}"], ["scheduler", sched],
+            ["epochs", cfg.trainer.epochs], ["batch size", cfg.trainer.batch_size],
+            ["gradient clipping", cfg.trainer.grad_clip], ["precision", cfg.trainer.precision],
+            ["initialisation", cfg.model.init], ["seed", cfg.trainer.seed]]
+    for key in ("layout", "seq_len", "price", "num_sequences"):
+        if key in cfg.dataset:
+            rows.append([f"dataset.{key}", cfg.dataset[key]])
+    if cfg.task.get("folds"):
+        rows.append(["cross-validation folds", cfg.task.folds])
+    return rows
+
+
+def results_rows(results: Dict[str, Any]) -> List[List[Any]]:
+    rows = []
+    for metric, baseline, label in METRICS:
+        if metric in results:
+            base = results.get(baseline) if baseline else None
+            rows.append([label, results[metric], "" if base is None else f"{_fmt(base)} ({BASELINE_NAMES[baseline]})"])
+    return rows
+
+
+def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
+    doc.heading(title)
+    exp = next(e for e in EXPERIMENTS if e.name == name)
+    done_file = "summary.csv" if exp.sweep else "results.json"
+    if folder is None or not (folder / done_file).exists():
+        where = f" (looked in {folder})" if folder else ""
+        doc.missing(f"no complete run of '{name}'{where}; run `python -m lstm_ae.reproduce only={name}`")
+        return False
+    if exp.sweep:
+        df = pd.read_csv(folder / "summary.csv")
+        swept = [c for c in df.columns if "." in c and df[c].nunique() > 1]
+        cols = [c for c in [*swept, "val_mse", "test_mse", "best_epoch", "train_seconds", "status"] if c in df]
+        doc.para(f"{len(df)} models ({(df['status'] == 'completed').sum()} completed), best validation MSE first "
+                 f"(folder {folder}).")
+        doc.table(cols, df[cols].values.tolist())
+        return True
+    cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
+    results = json.loads((folder / "results.json").read_text())
+    task = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices.get("task", "")
+    doc.para(f"Run folder: {folder}")
+    if task != "plot_stocks":
+        doc.heading("Architecture", 3)
+        doc.items(architecture(cfg, results, task))
+        doc.heading("Hyper-parameters", 3)
+        doc.table(["setting", "value"], hyperparameters(cfg))
+        doc.heading("Results", 3)
+        doc.table(["metric", "model", "baseline"], results_rows(results))
+        doc.para(f"Training: {results.get('epochs_run')} epochs, best epoch {results.get('best_epoch')}, "
+                 f"{results.get('train_seconds')} s on {results.get('device')} (torch {results.get('torch_version')}).")
+        if (folder / "folds.csv").exists():
+            doc.heading("Cross-validation folds", 3)
+            folds = pd.read_csv(folder / "folds.csv")
+            doc.table(list(folds.columns), folds.values.tolist())
+    for file, caption in FIGURES.get(name, []):
+        if (folder / file).exists():
+            doc.figure(folder / file, caption, f"{name}_{file}")
+        else:
+            doc.missing(f"{file} in {folder}")
+    return True
+
+
+def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) -> Dict[str, Path]:
+    """Write the report for the experiments under ``runs`` (or the folders in ``overrides``)."""
+    overrides = overrides or {}
+    doc = Doc(out)
+    doc.heading("LSTM autoencoders on time series: report", 1)
+    doc.para(f"Built {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({platform.processor() or platform.machine()}) "
+             f"from the run folders under {runs}. Every number below is read from those folders.")
+    found = {}
+    for exp in EXPERIMENTS:
+        folder = overrides.get(exp.name) or runs / exp.name
+        found[exp.name] = section(doc, exp.name, exp.title, folder if folder.exists() else None)
+    row, pixel = runs / "mnist_row_classify", runs / "mnist_pixel_classify"
+    row, pixel = overrides.get("mnist_row_classify", row), overrides.get("mnist_pixel_classify", pixel)
+    doc.heading("MNIST: row by row against pixel by pixel")
+    if found["mnist_row_classify"] and found["mnist_pixel_classify"]:
+        from lstm_ae.compare import compare
+
+        written = compare([row, pixel], ["row by row", "pixel by pixel"], out / "compare")
+        for path in written:
+            if path.suffix == ".png":
+                doc.figure(path, f"Row by row vs pixel by pixel: {path.stem.replace('compare_', '')} per epoch",
+                           f"row_vs_pixel_{path.name}")
+    else:
+        doc.missing("the comparison needs both mnist_row_classify and mnist_pixel_classify")
+    paths = doc.write("LSTM autoencoders: report")
+    missing = [name for name, ok in found.items() if not ok]
+    print(f"report: {paths['md']} and {paths['html']}" + (f"; missing runs: {', '.join(missing)}" if missing else ""))
+    return paths
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Build report.md and report.html from run folders.")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/reproduce/full"),
+                        help="the folder holding one folder per experiment (python -m lstm_ae.reproduce)")
+    parser.add_argument("--out", type=Path, default=Path("report"))
+    for exp in EXPERIMENTS:
+        parser.add_argument(f"--{exp.name}", type=Path, default=None, help=f"run folder of {exp.name} (overrides --runs)")
+    args = parser.parse_args(argv)
+    overrides = {e.name: getattr(args, e.name) for e in EXPERIMENTS if getattr(args, e.name)}
+    build(args.runs, args.out, overrides)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Run every experiment of the assignment, each into its own folder; skip the finished ones.
+
+    python -m lstm_ae.reproduce                  # budget=full: the documented default settings
+    python -m lstm_ae.reproduce budget=smoke     # the whole chain on tiny settings, minutes
+    python -m lstm_ae.reproduce budget=smoke only=toy,mnist_row_classify out=outputs/reproduce
+
+Runs go to ``<out>/<budget>/<experiment>/`` (default ``out=outputs/reproduce``). An experiment
+whose folder holds ``results.json`` (a sweep: ``summary.csv``) is skipped, and an interrupted
+run is continued from its ``last.pt`` (``trainer.resume``), so the command can be rerun after a
+crash (an interrupted sweep is run again).
+Data come from ``data=<root>`` or ``$LSTM_AE_DATA``. Then ``python -m lstm_ae.report`` builds the
+report from these folders.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Experiment:
+    name: str
+    script: str
+    args: List[str]  # the experiment (both budgets)
+    smoke: List[str] = field(default_factory=list)  # added for budget=smoke
+    sweep: bool = False
+    title: str = ""
+
+
+SMOKE_TOY = ["dataset.num_sequences=200", "model.hidden_size=8", "trainer.epochs=2"]
+SMOKE_MNIST = ["dataset.limit=300", "dataset.val_size=50", "model.hidden_size=16", "trainer.epochs=1", "trainer.batch_size=64"]
+SMOKE_SP = ["model.hidden_size=8", "trainer.epochs=1", "task.folds=2"]
+
+EXPERIMENTS = [
+    Experiment("toy", "lstm_ae_toy.py", [], SMOKE_TOY, title="Toy sequences: default run"),
+    Experiment("toy_grid", "lstm_ae_toy.py", ["-m", "hparams_search=toy_grid"],
+               ["dataset.num_sequences=200", "trainer.epochs=1"], sweep=True, title="Toy sequences: grid search"),
+    Experiment("mnist_row_reconstruct", "lstm_ae_mnist.py", ["task=reconstruct"], SMOKE_MNIST,
+               title="MNIST row by row: reconstruction"),
+    Experiment("mnist_row_classify", "lstm_ae_mnist.py", ["task=classify"], SMOKE_MNIST,
+               title="MNIST row by row: reconstruction + classification"),
+    Experiment("mnist_pixel_classify", "lstm_ae_mnist.py",
+               ["task=classify", "dataset.layout=pixel", "model.hidden_size=128", "model.classify_from=latent",
+                "task.recon_weight=1", "trainer.epochs=10"],
+               ["dataset.limit=100", "dataset.val_size=20", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=50"],
+               title="MNIST pixel by pixel: reconstruction + classification"),
+    Experiment("sp500_plot", "lstm_ae_snp500.py", ["task=plot_stocks"], [], title="S&P 500: daily high"),
+    Experiment("sp500_reconstruct", "lstm_ae_snp500.py", ["task=reconstruct"], SMOKE_SP,
+               title="S&P 500: reconstruction with cross-validation"),
+    Experiment("sp500_predict", "lstm_ae_snp500.py", ["task=predict"], SMOKE_SP,
+               title="S&P 500: one-step and multi-step prediction"),
+]
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+def is_complete(folder: Path, sweep: bool) -> bool:
+    return (folder / ("summary.csv" if sweep else "results.json")).exists()
+
+
+def command(exp: Experiment, folder: Path, budget: str) -> List[str]:
+    args = [*exp.args, *(exp.smoke if budget == "smoke" else []), "trainer.progress=false"]
+    if exp.sweep:
+        args.append(f"hydra.sweep.dir={folder}")
+    else:
+        args.append(f"hydra.run.dir={folder}")
+        if list(folder.glob("checkpoints/last.pt")) + list(folder.glob("fold_*/checkpoints/last.pt")):
+            args.append(f"trainer.resume={folder}")  # interrupted earlier: continue from its last.pt
+    return [sys.executable, str(ROOT / exp.script), *args]
+
+
+def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only: Optional[List[str]] = None,
+              data: Optional[str] = None) -> Dict[str, dict]:
+    """Run the experiments not yet complete; return {name: {status, seconds, folder}}."""
+    if budget not in ("full", "smoke"):
+        raise SystemExit(f"budget must be 'full' or 'smoke'; got {budget!r}")
+    unknown = sorted(set(only or []) - set(BY_NAME))
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    env = dict(os.environ)
+    if data:
+        env["LSTM_AE_DATA"] = str(Path(data).resolve())
+    status: Dict[str, dict] = {}
+    chosen = [e for e in EXPERIMENTS if not only or e.name in only]
+    for i, exp in enumerate(chosen, 1):
+        folder = (out / budget / exp.name).resolve()
+        if is_complete(folder, exp.sweep):
+            status[exp.name] = {"status": "done before", "seconds": 0.0, "folder": str(folder)}
+            print(f"[{i}/{len(chosen)}] {exp.name}: already complete ({folder})", flush=True)
+            continue
+        print(f"[{i}/{len(chosen)}] {exp.name}: running ...", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(command(exp, folder, budget), cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder.parent / f"{exp.name}.log").write_text(proc.stdout + proc.stderr)
+        ok = proc.returncode == 0 and is_complete(folder, exp.sweep)
+        status[exp.name] = {"status": "done" if ok else "failed", "seconds": round(seconds, 1), "folder": str(folder)}
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        print(f"[{i}/{len(chosen)}] {exp.name}: {'done' if ok else 'FAILED: ' + last[0]} in {seconds:.0f} s", flush=True)
+    done = sum(s["status"] != "failed" for s in status.values())
+    total = sum(s["seconds"] for s in status.values())
+    print(f"{done}/{len(status)} experiments complete; {total:.0f} s this time; folders under {out / budget}")
+    return status
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    opts = {"budget": "full", "out": "outputs/reproduce", "only": "", "data": ""}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in opts:
+            raise SystemExit(f"usage: python -m lstm_ae.reproduce [budget=full|smoke] [only=a,b] [out=DIR] [data=ROOT]; got {arg!r}")
+        opts[key] = value
+    status = reproduce(opts["budget"], Path(opts["out"]), [s for s in opts["only"].split(",") if s] or None,
+                       opts["data"] or None)
+    return 0 if all(s["status"] != "failed" for s in status.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

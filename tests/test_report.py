@@ -1,0 +1,58 @@
+"""python -m lstm_ae.reproduce budget=smoke runs every experiment; python -m lstm_ae.report builds the report."""
+import numpy as np
+import pytest
+
+from lstm_ae import report, reproduce
+from tests.test_mnist import FILES, write_idx
+from tests.test_sp500 import make_csv
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A fake data root (MNIST and S&P with the real file layout) and one smoke run of the whole chain."""
+    tmp = tmp_path_factory.mktemp("reproduce")
+    raw = tmp / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 400), ("test", 100)):
+        write_idx(raw / FILES[f"{part}_images"], rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    make_csv(tmp / "data" / "sp500", days=130)
+    (tmp / "data" / "sp500" / "prices.csv.gz").rename(tmp / "data" / "sp500" / "sp500_2014_2017.csv.gz")
+    status = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"))
+    return tmp, status
+
+
+def test_smoke_budget_runs_every_experiment(smoke, capsys):
+    tmp, status = smoke
+    assert set(status) == {e.name for e in reproduce.EXPERIMENTS}
+    assert all(s["status"] == "done" for s in status.values()), status
+    again = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"))  # complete runs are skipped
+    assert all(s["status"] == "done before" for s in again.values())
+    assert "already complete" in capsys.readouterr().out
+
+
+def test_report_has_every_section_and_figure(smoke):
+    tmp, _ = smoke
+    paths = report.build(tmp / "runs" / "smoke", tmp / "report")
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    for exp in reproduce.EXPERIMENTS:
+        assert f"## {exp.title}" in md
+        for figure, _ in report.FIGURES[exp.name]:
+            assert f"figures/{exp.name}_{figure}" in md
+            assert (tmp / "report" / "figures" / f"{exp.name}_{figure}").is_file()
+    for needle in ["### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
+                   "### Cross-validation folds", "row_vs_pixel_compare_accuracy.png"]:
+        assert needle in md, needle
+    assert "Missing" not in md
+    assert page.count("data:image/png;base64,") == md.count("![")  # every figure embedded
+
+
+def test_a_missing_run_is_named_not_a_crash(smoke):
+    tmp, _ = smoke
+    runs = tmp / "runs" / "smoke"
+    paths = report.build(runs, tmp / "report_missing", {"sp500_predict": tmp / "nowhere"})
+    md = paths["md"].read_text()
+    assert "**Missing:** no complete run of 'sp500_predict'" in md
+    assert "python -m lstm_ae.reproduce only=sp500_predict" in md
+    assert "## S&P 500: reconstruction with cross-validation" in md  # the rest is still there
