@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, List
 
@@ -70,6 +71,22 @@ def counted(study: optuna.Study) -> int:
 class TotalTrialsImpl(OptunaSweeperImpl):
     """The plugin's implementation with the loop described in the module docstring."""
 
+    def _open_study(self, direction: str, attempts: int = 6) -> optuna.Study:
+        """Create or load the study. Workers that start together on a new database race to set
+        up its tables (one gets an IntegrityError from SQLAlchemy): the loser waits and retries."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        for attempt in range(attempts):
+            try:
+                return optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
+                                           direction=direction, load_if_exists=True)
+            except SQLAlchemyError as err:
+                if attempt == attempts - 1:
+                    raise
+                log.info("storage busy (%s); retrying", type(err).__name__)
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def sweep(self, arguments: List[str]) -> None:
         assert self.config is not None and self.launcher is not None
         self._process_searchspace_config()
@@ -83,8 +100,7 @@ class TotalTrialsImpl(OptunaSweeperImpl):
         directions = self._get_directions()
         if len(directions) != 1:
             raise ValueError("lstm_ae.optuna_sweeper supports one objective; use the plugin's own sweeper for several")
-        study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
-                                    direction=directions[0], load_if_exists=True)
+        study = self._open_study(directions[0])
         stale = fail_interrupted(study)
         log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, self.storage,
                  counted(study), self.n_trials, f"; {stale} interrupted trial(s) marked failed" if stale else "")
