@@ -11,7 +11,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lstm_ae.config import validate
 from lstm_ae.data import Splits
@@ -108,31 +108,43 @@ def _accepts(node: DictConfig, argument: str) -> bool:
     return argument in inspect.signature(get_method(node._target_)).parameters
 
 
-def resume_dir(resume: Optional[str], run_dir: Path) -> Optional[Path]:
+def _has_last(folder: Path) -> bool:
+    return (folder / "checkpoints" / "last.pt").exists() or any(folder.glob("fold_*/checkpoints/last.pt"))
+
+
+def _same_command(overrides: Sequence[str]) -> List[str]:
+    """The overrides that define a run: all but trainer.resume and hydra.* (where it runs)."""
+    return sorted(o for o in overrides if not o.lstrip("+~").startswith(("trainer.resume", "hydra.")))
+
+
+def resume_dir(resume: Optional[str], run_dir: Path, overrides: Sequence[str] = ()) -> Optional[Path]:
     """The run folder to continue (``trainer.resume``), or None to start afresh.
 
     ``auto``: this run folder when it holds ``checkpoints/last.pt`` (e.g. ``hydra.run.dir`` set
-    to an earlier run), else the newest unfinished run (a ``last.pt`` but no ``results.json``) in
-    the same parent folder (``outputs/<config>/<task>/``), else None. A path: that run folder
-    (or its ``checkpoints/last.pt``), which must exist.
+    to an earlier run), else the newest unfinished run (a ``last.pt`` but no ``results.json``)
+    in the same parent folder (``outputs/<config>/<task>/``) made by the same command (the same
+    overrides, ``trainer.resume`` and ``hydra.*`` aside), else None. A path: that run folder (or
+    its ``checkpoints/last.pt``), which must exist.
     """
     if resume is None:
         return None
     if resume == "auto":
-        if (run_dir / "checkpoints" / "last.pt").exists() or any(run_dir.glob("fold_*/checkpoints/last.pt")):
+        if _has_last(run_dir):
             return run_dir
+        wanted = _same_command(overrides)
         candidates = [
-            d for d in run_dir.parent.iterdir()
-            if d != run_dir and d.is_dir() and not (d / "results.json").exists()
-            and ((d / "checkpoints" / "last.pt").exists() or any(d.glob("fold_*/checkpoints/last.pt")))
-        ] if run_dir.parent.is_dir() else []
+            d for d in (run_dir.parent.iterdir() if run_dir.parent.is_dir() else [])
+            if d != run_dir and d.is_dir() and not (d / "results.json").exists() and _has_last(d)
+            and (d / ".hydra" / "overrides.yaml").exists()
+            and _same_command(OmegaConf.load(d / ".hydra" / "overrides.yaml")) == wanted
+        ]
         return max(candidates, key=lambda d: d.name) if candidates else None
     path = Path(resume).expanduser()
     if path.is_file() and path.name == "last.pt":
         path = path.parent.parent
     if not path.is_dir():
         raise CheckpointError(f"trainer.resume={resume}: no such run folder or checkpoint")
-    if not ((path / "checkpoints" / "last.pt").exists() or any(path.glob("fold_*/checkpoints/last.pt"))):
+    if not _has_last(path):
         raise CheckpointError(f"trainer.resume={resume}: {path} holds no checkpoints/last.pt to resume from")
     return path
 
@@ -201,7 +213,8 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     if task.folds is not None and not _accepts(cfg.dataset, "folds"):
         raise ConfigError("task.folds (cross-validation) is not supported by this dataset; set task.folds=null")
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = resume_dir(cfg.trainer.get("resume"), run_dir)
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    previous = resume_dir(cfg.trainer.get("resume"), run_dir, list(overrides))
     if previous is not None and previous != run_dir:
         log.info("resuming the run in %s (results go there)", previous)
         run_dir = previous

@@ -90,14 +90,20 @@ def test_checkpoint_of_another_model_is_one_clear_error(tmp_path):
 
 def test_resume_dir(tmp_path):
     parent = tmp_path / "outputs" / "toy" / "reconstruct"
-    old, done, new = parent / "2026-01-01_00-00-00", parent / "2026-01-02_00-00-00", parent / "2026-01-03_00-00-00"
-    for d in (old, done):
+    names = ["2026-01-01_00-00-00", "2026-01-02_00-00-00", "2026-01-03_00-00-00", "2026-01-04_00-00-00"]
+    old, other, done, new = (parent / n for n in names)
+    for d, overrides in ((old, "[model.hidden_size=8]"), (other, "[model.hidden_size=9]"), (done, "[model.hidden_size=8]")):
         (d / "checkpoints").mkdir(parents=True)
         (d / "checkpoints" / "last.pt").write_bytes(b"x")
+        (d / ".hydra").mkdir()
+        (d / ".hydra" / "overrides.yaml").write_text(overrides)
     (done / "results.json").write_text("{}")
     new.mkdir()
     assert resume_dir(None, new) is None
-    assert resume_dir("auto", new) == old  # the newest unfinished run
+    # the newest unfinished run of the same command (the resume switch and hydra.* aside)
+    assert resume_dir("auto", new, ["model.hidden_size=8", "trainer.resume=auto", "hydra.run.dir=x"]) == old
+    assert resume_dir("auto", new, ["model.hidden_size=9"]) == other
+    assert resume_dir("auto", new, ["model.hidden_size=7"]) is None  # nothing to resume: start afresh
     assert resume_dir(str(old / "checkpoints" / "last.pt"), new) == old
     with pytest.raises(CheckpointError, match="no such run folder"):
         resume_dir(str(tmp_path / "nope"), new)
