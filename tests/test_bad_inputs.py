@@ -4,26 +4,20 @@ Add a case in one line to CASES: (id, script, arguments, expected message (regex
 ``setup(tmp)`` may create bad files and returns extra arguments; ``{root}``, ``{csv}`` and ``{tmp}``
 in the arguments are filled in. Every case runs the real entry script in a fresh interpreter.
 """
-import gzip
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import run_script
-from tests.test_mnist import FILES, write_idx
+from tests.test_mnist import FILES, write_fake_mnist
 from tests.test_sp500 import make_csv
 
 TOY = ["trainer.epochs=1", "dataset.num_sequences=30", "model.hidden_size=4", "trainer.progress=false"]
 
 
 def mnist_root(tmp, drop=None, truncate=None):
-    raw = tmp / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for part, n in (("train", 20), ("test", 10)):
-        write_idx(raw / FILES[f"{part}_images"], np.zeros((n, 28, 28)))
-        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    raw = write_fake_mnist(tmp / "data", n_train=20, n_test=10) / "MNIST" / "raw"
     if drop:
         (raw / FILES[drop]).unlink()
     if truncate:

@@ -24,6 +24,17 @@ def write_idx(path, array):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+def write_fake_mnist(root, n_train=N_TRAIN, n_test=N_TEST, seed=1):
+    """The four MNIST files under ``root/MNIST/raw`` with random images; label k % 10 for image k."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for part, n in (("train", n_train), ("test", n_test)):
+        write_idx(raw / FILES[f"{part}_images"], rng.integers(0, 256, size=(n, 28, 28)))
+        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    return root
+
+
 @pytest.fixture
 def fake_root(tmp_path):
     """A read-only data root with tiny MNIST files: image k is filled with value 10*label."""
@@ -105,12 +116,7 @@ def test_corrupt_file_gives_one_clear_error(tmp_path, damage):
 def classify_run(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("mnist")
-    raw = base / "root" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    for part, n in (("train", N_TRAIN), ("test", N_TEST)):
-        write_idx(raw / FILES[f"{part}_images"], rng.integers(0, 256, size=(n, 28, 28)))
-        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    write_fake_mnist(base / "root")
     run_dir = base / "run"
     proc = run_script(
         "lstm_ae_mnist.py", "task=classify", f"dataset.root={base / 'root'}", "dataset.val_size=8",

@@ -1,9 +1,8 @@
 """python -m lstm_ae.reproduce budget=smoke runs every experiment; python -m lstm_ae.report builds the report."""
-import numpy as np
 import pytest
 
 from lstm_ae import report, reproduce
-from tests.test_mnist import FILES, write_idx
+from tests.test_mnist import write_fake_mnist
 from tests.test_sp500 import make_csv
 
 
@@ -11,12 +10,7 @@ from tests.test_sp500 import make_csv
 def smoke(tmp_path_factory):
     """A fake data root (MNIST and S&P with the real file layout) and one smoke run of the whole chain."""
     tmp = tmp_path_factory.mktemp("reproduce")
-    raw = tmp / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for part, n in (("train", 400), ("test", 100)):
-        write_idx(raw / FILES[f"{part}_images"], rng.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    write_fake_mnist(tmp / "data", n_train=400, n_test=100)
     make_csv(tmp / "data" / "sp500", days=130)
     (tmp / "data" / "sp500" / "prices.csv.gz").rename(tmp / "data" / "sp500" / "sp500_2014_2017.csv.gz")
     status = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"))
