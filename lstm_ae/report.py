@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lstm_ae.reproduce import EXPERIMENTS
+from lstm_ae.reproduce import BY_NAME, EXPERIMENTS, is_complete
 
 # What the assignment asks to show, per experiment: (figure file, caption)
 FIGURES: Dict[str, List[tuple]] = {
@@ -172,9 +172,8 @@ def results_rows(results: Dict[str, Any]) -> List[List[Any]]:
 
 def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     doc.heading(title)
-    exp = next(e for e in EXPERIMENTS if e.name == name)
-    done_file = "summary.csv" if exp.sweep else "results.json"
-    if folder is None or not (folder / done_file).exists():
+    exp = BY_NAME[name]
+    if folder is None or not is_complete(folder, exp.sweep):
         where = f" (looked in {folder})" if folder else ""
         doc.missing(f"no complete run of '{name}'{where}; run `python -m lstm_ae.reproduce only={name}`")
         return False
