@@ -123,12 +123,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def architecture(cfg, results: Dict[str, Any], task: str) -> List[str]:
-    """The model in words, from the saved config and results.json."""
-    m, h, layers = results.get("input_size", "?"), cfg.model.hidden_size, cfg.model.num_layers
+def saved_input_size(folder: Path) -> Any:
+    """Features per time step, read from the saved model (the encoder's input weights)."""
+    try:
+        import torch
+
+        state = torch.load(folder / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)["model"]
+        return int(state["encoder.weight_ih_l0"].shape[1])
+    except Exception:  # no checkpoint (save_checkpoints=false) or another model
+        return "?"
+
+
+def architecture(cfg, results: Dict[str, Any], task: str, folder: Path) -> List[str]:
+    """The model in words, from the saved config, results.json and the saved model."""
+    m = results.get("input_size") or saved_input_size(folder)
+    h, layers = cfg.model.hidden_size, cfg.model.num_layers
     lines = [
-        f"Encoder: LSTM, input {m}, hidden {h}, {layers} layer(s); reads x_1..x_T (T = {results.get('seq_len', '?')}); "
-        f"context z = h_T",
+        f"Encoder: LSTM, input {m}, hidden {h}, {layers} layer(s); reads x_1..x_T"
+        + (f" (T = {results['seq_len']})" if "seq_len" in results else "") + "; context z = h_T",
         f"Decoder: a different LSTM, input {h} (z at every step), hidden {h}, {layers} layer(s)",
         f"Output: x~_t = sigmoid(Linear({h} -> {m}) h~_t)",
     ]
@@ -191,7 +203,7 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     doc.para(f"Run folder: {folder}")
     if task != "plot_stocks":
         doc.heading("Architecture", 3)
-        doc.items(architecture(cfg, results, task))
+        doc.items(architecture(cfg, results, task, folder))
         doc.heading("Hyper-parameters", 3)
         doc.table(["setting", "value"], hyperparameters(cfg))
         doc.heading("Results", 3)
