@@ -198,6 +198,11 @@ def _one_window_per_stock(windows: Sequence[tuple], n: int) -> List[int]:
     return [last[s] for s in symbols[::step][:n]]
 
 
+def _next_values(split: Split) -> torch.Tensor:
+    """The one-step targets x_2..x_{T+1} of each window: its own days shifted by one, then ``y``."""
+    return torch.cat([split.x[:, 1:], split.y.view(len(split.y), 1, -1)], dim=1)
+
+
 class Predict(Reconstruct):
     """Reconstruction + one-step-ahead prediction (assignment 3.3.3).
 
@@ -218,7 +223,7 @@ class Predict(Reconstruct):
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
         mse = F.mse_loss(out.reconstruction, batch.x)
-        target = torch.cat([batch.x[:, 1:], batch.y.view(len(batch.y), 1, -1)], dim=1)  # x_2..x_{T+1}
+        target = _next_values(batch)
         pred_mse = F.mse_loss(out.prediction, target)
         next_mse = F.mse_loss(out.prediction[:, -1], target[:, -1])
         loss = self.recon_weight * mse + self.pred_weight * pred_mse
@@ -226,8 +231,7 @@ class Predict(Reconstruct):
 
     def baseline(self, splits: Splits) -> Dict[str, float]:
         """Persistence on the test windows: x~_{t+1} = x_t, scaled like the model's targets."""
-        x, y = splits.test.x, splits.test.y
-        target = torch.cat([x[:, 1:], y.view(len(y), 1, -1)], dim=1)
+        x, target = splits.test.x, _next_values(splits.test)
         return {
             **super().baseline(splits),
             "baseline_test_pred_mse": F.mse_loss(x, target).item(),

@@ -132,14 +132,14 @@ class Trainer:
         )
 
     # ------------------------------------------------------------- checkpoints
-    def _state(self, model, opt, sched, gen, epoch, result, best_state, best_loss, stale) -> Dict[str, Any]:
+    def _state(self, model, opt, sched, gen, epoch, finished, result, best_state, best_loss, stale) -> Dict[str, Any]:
         """Everything needed to continue after ``epoch`` exactly as if never stopped."""
         return {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": None if sched is None else sched.state_dict(),
             "epoch": epoch,
-            "finished": False,
+            "finished": finished,  # the last epoch or an early stop: a resume has nothing left to train
             "best_model": best_state,
             "best_epoch": result.best_epoch,
             "best_val": result.best,
@@ -320,8 +320,8 @@ class Trainer:
                 result.seconds = time.perf_counter() - started
                 stop = self.patience is not None and stale >= self.patience
                 if self.save_checkpoints:
-                    state = self._state(model, opt, sched, gen, epoch, result, best_state, best_loss, stale)
-                    state["finished"] = stop or epoch == self.epochs
+                    finished = stop or epoch == self.epochs
+                    state = self._state(model, opt, sched, gen, epoch, finished, result, best_state, best_loss, stale)
                     save_atomic(state, last_path)
                 for callback in callbacks:
                     callback(epoch, model, row)

@@ -163,9 +163,9 @@ def split_stocks(symbols: List[str], test_fraction: float, val_fraction: float,
     return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
 
 
-def windows(series: np.ndarray, seq_len: int, stride: int) -> np.ndarray:
-    """Start indices of the windows of ``seq_len`` days that still have a next day."""
-    return np.arange(0, len(series) - seq_len, stride)
+def window_starts(days: int, seq_len: int, stride: int) -> np.ndarray:
+    """Start indices of the windows of ``seq_len`` days (out of ``days``) that still have a next day."""
+    return np.arange(0, days - seq_len, stride)
 
 
 def scale_windows(x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
@@ -216,7 +216,7 @@ def load_sp500(
         )
     stride = stride or seq_len
     parts = split_stocks(symbols, test_fraction, val_fraction, folds, fold, seed)
-    starts = windows(np.arange(days), seq_len, stride)
+    starts = window_starts(days, seq_len, stride)
     out: Dict[str, Split] = {}
     meta: Dict[str, object] = {"name": "sp500", "price": price, "dates": dates, "table": table,
                                "symbols": parts, "seq_len": seq_len}
