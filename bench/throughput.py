@@ -9,7 +9,9 @@ one), so the numbers differ only in the model's implementation and precision:
 
 - ``naive-cell fp32``: ``nn.LSTMCell`` stepped in a Python loop (what many solutions do);
 - ``lstm fp32``: ``lstm_ae.model.LSTMAutoencoder`` (fused ``nn.LSTM``, oneDNN on CPU, cuDNN on GPU);
-- ``lstm bf16``: the same under bf16 autocast (``trainer.precision=bf16``: AMX on CPU).
+- ``lstm bf16``: the same under bf16 autocast (``trainer.precision=bf16``: AMX on CPU);
+- ``lstm bf16 N shards``: and each batch cut into N shards computed at once on one thread each
+  (``trainer.shards=N``; with N = ``--threads`` > 1, CPU only).
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ class NaiveCellAE(nn.Module):
 
 
 def measure(model: nn.Module, shape: str, precision: str, batches: int, threads: int, device: str,
-            batch: int | None = None) -> float:
+            batch: int | None = None, shards: int = 1) -> float:
     """Samples per second of the second of two training epochs of ``batches`` batches."""
     steps, features, _, default_batch = SHAPES[shape]
     batch = batch or default_batch
@@ -71,7 +73,7 @@ def measure(model: nn.Module, shape: str, precision: str, batches: int, threads:
     splits = Splits(Split(x[:n]), Split(x[n:]), Split(x[n:]))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(tmp, epochs=2, batch_size=batch, precision=precision, num_threads=threads,
-                          device=device, progress=False, save_checkpoints=False)
+                          device=device, progress=False, save_checkpoints=False, shards=shards)
         fit = trainer.fit(model, Reconstruct(), splits, optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
     return n / fit.history[-1]["seconds"]
 
@@ -92,15 +94,18 @@ def main(argv=None) -> dict:
         steps, features, hidden, batch = SHAPES[shape]
         batch = args.batch or batch
         variants = [
-            ("naive-cell fp32", lambda: NaiveCellAE(features, hidden), "fp32"),
-            ("lstm fp32", lambda: LSTMAutoencoder(features, hidden), "fp32"),
-            ("lstm bf16", lambda: LSTMAutoencoder(features, hidden), "bf16"),
+            ("naive-cell fp32", lambda: NaiveCellAE(features, hidden), "fp32", 1),
+            ("lstm fp32", lambda: LSTMAutoencoder(features, hidden), "fp32", 1),
+            ("lstm bf16", lambda: LSTMAutoencoder(features, hidden), "bf16", 1),
         ]
+        if args.threads > 1 and args.device == "cpu":
+            variants.append((f"lstm bf16 {args.threads} shards", lambda: LSTMAutoencoder(features, hidden), "bf16",
+                             args.threads))
         base = None
-        for name, make, precision in variants:
+        for name, make, precision, shards in variants:
             if args.variants and name not in args.variants and base is not None:
                 continue
-            rate = measure(make(), shape, precision, args.batches, args.threads, args.device, batch)
+            rate = measure(make(), shape, precision, args.batches, args.threads, args.device, batch, shards)
             base = base or rate
             row = {"shape": shape, "T": steps, "m": features, "H": hidden, "batch": batch, "variant": name,
                    "samples_per_s": round(rate, 1), "vs_naive": round(rate / base, 2)}

@@ -219,6 +219,7 @@ class TrainerConfig:
     device: Device = Device.auto  # auto: cuda when available, else cpu
     num_threads: Optional[int] = None  # torch intra-op threads; null: torch's default
     precision: Precision = Precision.fp32  # bf16: autocast (AMX on CPU, tensor cores on GPU)
+    shards: Optional[int] = None  # CPU: batch cut in shards run at once, one thread each; null: auto
     patience: Optional[int] = None  # stop after this many epochs without a better val loss
     progress: bool = True  # tqdm bar per epoch
     save_checkpoints: bool = True
@@ -295,6 +296,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.eval_batch_size", _int_at_least(1), "a positive integer"),
     ("trainer.grad_clip", _optional(_positive), "a positive number, or null to disable clipping"),
     ("trainer.num_threads", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("trainer.shards", _optional(_int_at_least(1)), "a positive integer (1: no sharding) or null (auto)"),
     ("trainer.patience", _optional(_int_at_least(1)), "a positive integer or null"),
     ("optimizer.eps", _positive, "a positive number"),
     ("optimizer.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),

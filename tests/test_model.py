@@ -83,3 +83,46 @@ def test_chrono_init_sets_long_memory_gate_biases():
 def test_chrono_init_needs_a_horizon():
     with pytest.raises(ValueError, match="chrono_t_max"):
         LSTMAutoencoder(input_size=1, hidden_size=4, init="chrono")
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_narrow_input_is_padded_for_amx_under_bf16_and_changes_nothing(monkeypatch, layers):
+    from lstm_ae import model as model_module
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(1, 8, layers, batch_first=True)
+    x = torch.rand(3, 12, 1)
+    widths = []
+    real = torch._VF.lstm
+
+    def spy(inp, *args):
+        widths.append(inp.shape[-1])
+        return real(inp, *args)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref, (h_ref, c_ref) = lstm(x)
+        monkeypatch.setattr(model_module.torch._VF, "lstm", spy)
+        out, (h, c) = model_module.run_lstm(lstm, x)
+    monkeypatch.undo()
+    assert widths == [model_module.AMX_MIN_INPUT]  # the fused op saw the padded input
+    assert out.shape == ref.shape and h.shape == h_ref.shape == (layers, 3, 8) and c.shape == c_ref.shape
+    torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=0)
+    torch.testing.assert_close(h.float(), h_ref.float(), atol=2e-2, rtol=0)
+    g_ref = torch.autograd.grad(ref.float().pow(2).sum(), lstm.weight_ih_l0)[0]
+    g = torch.autograd.grad(out.float().pow(2).sum(), lstm.weight_ih_l0)[0]
+    assert g.shape == lstm.weight_ih_l0.shape == (32, 1)  # the parameters are the LSTM's own
+    torch.testing.assert_close(g, g_ref, atol=5e-2 * g_ref.abs().max().item(), rtol=0)
+
+
+def test_no_padding_in_fp32_or_for_wide_inputs(monkeypatch):
+    from lstm_ae import model as model_module
+
+    calls = []
+    monkeypatch.setattr(model_module.torch._VF, "lstm", lambda *a: calls.append(a))
+    lstm = torch.nn.LSTM(1, 4, batch_first=True)
+    wide = torch.nn.LSTM(model_module.AMX_MIN_INPUT, 4, batch_first=True)
+    monkeypatch.setattr(torch.nn.LSTM, "forward", lambda self, x: ("module", x.shape[-1]))
+    assert model_module.run_lstm(lstm, torch.rand(2, 3, 1)) == ("module", 1)  # fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model_module.run_lstm(wide, torch.rand(2, 3, model_module.AMX_MIN_INPUT)) == ("module", 16)
+    assert calls == []

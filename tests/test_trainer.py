@@ -94,3 +94,57 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_epoch(tmp_path):
 def test_bf16_precision_trains_and_keeps_metrics_fp32(tmp_path):
     result, df, _ = fit(tmp_path, precision="bf16", epochs=2)
     assert df["val_mse"].dtype == float and (df["val_mse"] > 0).all()
+
+
+def test_sharded_step_gives_the_gradients_and_metrics_of_the_whole_batch():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lstm_ae.data import Split
+    from lstm_ae.tasks import Classify
+
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(3, 6, num_classes=4)
+    batch = Split(torch.rand(7, 5, 3), torch.randint(0, 4, (7,)))  # 7 = 3 + 2 + 2: uneven shards
+    task = Classify(recon_weight=2.0)
+    whole = Trainer("unused", progress=False, device="cpu", num_threads=2)
+    parts1 = whole._forward_backward(model, task, batch)
+    grads1 = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    with ThreadPoolExecutor(3) as pool:
+        parts3 = whole._forward_backward(model, task, batch, pool, 3)
+    assert torch.get_num_threads() == 2  # the shards' one-thread setting does not leak
+    for p, g in zip(model.parameters(), grads1):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
+    assert parts3.keys() == parts1.keys()
+    for k in parts1:
+        torch.testing.assert_close(parts3[k], parts1[k].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_sharded_training_matches_and_repeats_exactly(tmp_path):
+    def train(shards, name):
+        torch.manual_seed(0)
+        splits = load_toy(num_sequences=43, seed=0)  # 25 training sequences: the last batch has 1
+        model = LSTMAutoencoder(1, 4)
+        trainer = Trainer(tmp_path / name, epochs=2, batch_size=8, progress=False, device="cpu", shards=shards)
+        result = trainer.fit(model, Reconstruct(), splits, partial(torch.optim.SGD, lr=0.5))
+        return model.state_dict(), [row["train_loss"] for row in result.history]
+
+    (w1, loss1), (w2, loss2), (w2b, loss2b) = train(1, "a"), train(2, "b"), train(2, "c")
+    assert loss2 == pytest.approx(loss1, rel=1e-5)
+    assert loss2b == loss2
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6)
+        assert torch.equal(w2b[k], w2[k]), k  # gradients summed in a fixed order: bitwise repeatable
+
+
+def test_auto_shards_only_for_long_sequences_on_cpu_and_validated():
+    from lstm_ae.config import validate
+
+    assert Trainer("unused", progress=False, device="cpu", shards=3).shards == 3
+    auto = Trainer("unused", progress=False, device="cpu", num_threads=2)
+    assert auto.shards is None
+    assert auto.auto_shards(784) == 2 and auto.auto_shards(50) == 1 and auto.auto_shards(28) == 1
+    assert Trainer("unused", progress=False, device="cpu", num_threads=1).auto_shards(784) == 1
+    cfg = compose_cfg("toy", ["trainer.shards=0"])
+    with pytest.raises(Exception, match="trainer.shards must be a positive integer"):
+        validate(cfg)
