@@ -126,3 +126,17 @@ def test_no_padding_in_fp32_or_for_wide_inputs(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model_module.run_lstm(wide, torch.rand(2, 3, model_module.AMX_MIN_INPUT)) == ("module", 16)
     assert calls == []
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "1"), ("0", "0")])
+def test_importing_the_package_turns_on_huge_pages_unless_the_user_chose(preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    code = "import os, lstm_ae; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
