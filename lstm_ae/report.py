@@ -222,6 +222,20 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     return True
 
 
+def budget_table(doc: Doc, ledger: Path) -> None:
+    """The wall time of each experiment as ``python -m lstm_ae.reproduce`` measured it."""
+    doc.heading("Budget and wall time")
+    if not ledger.exists():
+        doc.para(f"No {ledger} (python -m lstm_ae.reproduce writes it); each run's training time is in its section.")
+        return
+    df = pd.read_csv(ledger)
+    rows = [[r.experiment, r.status, f"{r.wall_seconds:.0f}", r.finished, f"{r.machine}, {r.cpus} CPUs, torch {r.torch}"]
+            for r in df.itertuples()]
+    total = df["wall_seconds"].sum()
+    rows.append(["total", "", f"{total:.0f} ({total / 60:.0f} min)", "", ""])
+    doc.table(["experiment", "status", "wall time (s)", "finished", "machine"], rows)
+
+
 def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) -> Dict[str, Path]:
     """Write the report for the experiments under ``runs`` (or the folders in ``overrides``)."""
     overrides = overrides or {}
@@ -229,6 +243,7 @@ def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) ->
     doc.heading("LSTM autoencoders on time series: report", 1)
     doc.para(f"Built {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({platform.processor() or platform.machine()}) "
              f"from the run folders under {runs}. Every number below is read from those folders.")
+    budget_table(doc, runs / "reproduce.csv")
     found = {}
     for exp in EXPERIMENTS:
         folder = overrides.get(exp.name) or runs / exp.name

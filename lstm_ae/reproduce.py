@@ -7,13 +7,17 @@
 Runs go to ``<out>/<budget>/<experiment>/`` (default ``out=outputs/reproduce``). An experiment
 whose folder holds ``results.json`` (a sweep: ``summary.csv``) is skipped, and an interrupted
 run is continued from its ``last.pt`` (``trainer.resume``), so the command can be rerun after a
-crash (an interrupted sweep is run again).
+crash (an interrupted sweep is run again). ``<out>/<budget>/reproduce.csv`` keeps each
+experiment's status and wall time (of the call that ran it), the machine and the torch version;
+the report shows it.
 Data come from ``data=<root>`` or ``$LSTM_AE_DATA``. Then ``python -m lstm_ae.report`` builds the
 report from these folders.
 """
 from __future__ import annotations
 
+import csv
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -75,6 +79,32 @@ def command(exp: Experiment, folder: Path, budget: str) -> List[str]:
     return [sys.executable, str(ROOT / exp.script), *args]
 
 
+LEDGER = "reproduce.csv"  # <out>/<budget>/reproduce.csv: one row per experiment, its latest run
+LEDGER_FIELDS = ["experiment", "status", "wall_seconds", "finished", "machine", "cpus", "torch"]
+
+
+def machine() -> Dict[str, str]:
+    import torch  # only here: the launcher itself needs no torch
+
+    return {"machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count()),
+            "torch": torch.__version__}
+
+
+def record(ledger: Path, name: str, status: str, seconds: float) -> None:
+    """Write (or replace) the ledger row of experiment ``name``; rows of other experiments stay."""
+    rows = {}
+    if ledger.exists():
+        with open(ledger, newline="") as f:
+            rows = {r["experiment"]: r for r in csv.DictReader(f)}
+    rows[name] = {"experiment": name, "status": status, "wall_seconds": f"{seconds:.1f}",
+                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **machine()}
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LEDGER_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows[e.name] for e in EXPERIMENTS if e.name in rows)
+
+
 def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only: Optional[List[str]] = None,
               data: Optional[str] = None) -> Dict[str, dict]:
     """Run the experiments not yet complete; return {name: {status, seconds, folder}}."""
@@ -102,6 +132,7 @@ def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only:
         (folder.parent / f"{exp.name}.log").write_text(proc.stdout + proc.stderr)
         ok = proc.returncode == 0 and is_complete(folder, exp.sweep)
         status[exp.name] = {"status": "done" if ok else "failed", "seconds": round(seconds, 1), "folder": str(folder)}
+        record(out / budget / LEDGER, exp.name, status[exp.name]["status"], seconds)
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
         print(f"[{i}/{len(chosen)}] {exp.name}: {'done' if ok else 'FAILED: ' + last[0]} in {seconds:.0f} s", flush=True)
     done = sum(s["status"] != "failed" for s in status.values())

@@ -24,6 +24,12 @@ def test_smoke_budget_runs_every_experiment(smoke, capsys):
     again = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"))  # complete runs are skipped
     assert all(s["status"] == "done before" for s in again.values())
     assert "already complete" in capsys.readouterr().out
+    import pandas as pd
+
+    ledger = pd.read_csv(tmp / "runs" / "smoke" / "reproduce.csv")  # the skipped call kept the first timings
+    assert list(ledger["experiment"]) == [e.name for e in reproduce.EXPERIMENTS]
+    assert (ledger["status"] == "done").all() and (ledger["wall_seconds"] > 0).all()
+    assert (ledger["cpus"] >= 1).all() and ledger["torch"].str.startswith("2.").all()
 
 
 def test_report_has_every_section_and_figure(smoke):
@@ -35,7 +41,7 @@ def test_report_has_every_section_and_figure(smoke):
         for figure, _ in report.FIGURES[exp.name]:
             assert f"figures/{exp.name}_{figure}" in md
             assert (tmp / "report" / "figures" / f"{exp.name}_{figure}").is_file()
-    for needle in ["### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
+    for needle in ["## Budget and wall time", "| total |", "### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
                    "### Cross-validation folds", "row_vs_pixel_compare_accuracy.png"]:
         assert needle in md, needle
     assert "Missing" not in md
