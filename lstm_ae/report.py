@@ -1,4 +1,4 @@
-"""Build the assignment report from run folders: ``report/report.md`` and a self-contained ``report.html``.
+"""Build the assignment report from run folders: ``report/report.md``, a self-contained ``report.html``, ``report.pdf``.
 
     python -m lstm_ae.report                               # the folders of python -m lstm_ae.reproduce
     python -m lstm_ae.report --runs outputs/reproduce/full --out report
@@ -7,7 +7,8 @@
 Each experiment of :mod:`lstm_ae.reproduce` is looked up as ``<runs>/<name>/`` (or
 ``--<name> FOLDER`` points at any run folder). The report reads only the run-folder contract
 (``.hydra/config.yaml``, ``results.json``, ``metrics.csv``, ``summary.csv``, PNGs); it never
-trains. For each task: the architecture (from the saved config and results), the
+trains. ``report.pdf`` is a figure appendix (matplotlib's PdfPages: every figure on an A4
+page with its caption). For each task: the architecture (from the saved config and results), the
 hyper-parameters, the figures, and the metrics beside their baselines. A missing run is named in
 the report, not a crash.
 """
@@ -26,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lstm_ae.reproduce import BY_NAME, EXPERIMENTS, is_complete
+from lstm_ae.reproduce import BY_NAME, EXPERIMENTS, cpu_name, is_complete
 
 # What the assignment asks to show, per experiment: (figure file, caption)
 FIGURES: Dict[str, List[tuple]] = {
@@ -65,12 +66,16 @@ BASELINE_NAMES = {"baseline_test_mse": "each step's training mean", "baseline_te
 
 
 class Doc:
-    """A report built once, written as Markdown and as self-contained HTML."""
+    """A report built once, written as Markdown, self-contained HTML and a PDF figure appendix."""
 
     def __init__(self, out: Path) -> None:
         self.out, self.md, self.html = out, [], []
+        self.figures: List[tuple] = []  # (png, caption, section) for the PDF
+        self.section = ""
 
     def heading(self, text: str, level: int = 2) -> None:
+        if level == 2:
+            self.section = text
         self.md.append(f"{'#' * level} {text}\n")
         self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
 
@@ -94,6 +99,7 @@ class Doc:
         target = self.out / "figures" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
+        self.figures.append((target, caption, self.section))
         self.md.append(f"![{caption}](figures/{name})\n\n*{caption}*\n")
         data = base64.b64encode(path.read_bytes()).decode()
         self.html.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
@@ -114,7 +120,37 @@ class Doc:
                  "figcaption{font-style:italic;margin-bottom:1.5em}.missing{color:#a00}")
         page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                         f"<style>{style}</style></head><body>" + "\n".join(self.html) + "</body></html>\n")
-        return {"md": md, "html": page}
+        return {"md": md, "html": page, "pdf": self.write_pdf(title)}
+
+    def write_pdf(self, title: str) -> Path:
+        """``report.pdf``: a contents page, then every figure on its own A4 page with its caption."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_pdf import PdfPages
+
+        path = self.out / "report.pdf"
+        a4 = (8.27, 11.69)
+        with PdfPages(path) as pdf:
+            fig = plt.figure(figsize=a4)
+            lines = [f"{i}. {section}: {caption}" for i, (_, caption, section) in enumerate(self.figures, 1)]
+            fig.text(0.08, 0.95, title, fontsize=16, weight="bold", va="top")
+            fig.text(0.08, 0.91, "Figure appendix of report.md / report.html (tables and text are there)",
+                     fontsize=9, va="top")
+            fig.text(0.08, 0.87, "\n".join(lines), fontsize=8, va="top", wrap=True)
+            pdf.savefig(fig)
+            plt.close(fig)
+            for i, (png, caption, section) in enumerate(self.figures, 1):
+                fig = plt.figure(figsize=a4)
+                fig.text(0.06, 0.96, f"{i}. {section}", fontsize=13, weight="bold", va="top")
+                ax = fig.add_axes([0.05, 0.12, 0.9, 0.8])
+                ax.imshow(plt.imread(png))
+                ax.axis("off")
+                fig.text(0.06, 0.08, caption, fontsize=10, style="italic", va="top", wrap=True)
+                pdf.savefig(fig)
+                plt.close(fig)
+        return path
 
 
 def _fmt(value: Any) -> str:
@@ -222,6 +258,23 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     return True
 
 
+def summary_rows(folders: Dict[str, Path]) -> List[List[Any]]:
+    """[experiment, metric, model, baseline] of every complete run: the report's (and README's) headline table."""
+    rows = []
+    for exp in EXPERIMENTS:
+        folder = folders[exp.name]
+        if not is_complete(folder, exp.sweep):
+            continue
+        if exp.sweep:
+            df = pd.read_csv(folder / "summary.csv")
+            best = df.sort_values("val_mse").iloc[0]
+            rows.append([exp.name, f"test MSE of the best of {len(df)} models on validation", best["test_mse"], ""])
+            continue
+        for label, model, baseline in results_rows(json.loads((folder / "results.json").read_text())):
+            rows.append([exp.name, label, model, baseline])
+    return rows
+
+
 def budget_table(doc: Doc, ledger: Path) -> None:
     """The wall time of each experiment as ``python -m lstm_ae.reproduce`` measured it."""
     doc.heading("Budget and wall time")
@@ -241,12 +294,15 @@ def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) ->
     overrides = overrides or {}
     doc = Doc(out)
     doc.heading("LSTM autoencoders on time series: report", 1)
-    doc.para(f"Built {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({platform.processor() or platform.machine()}) "
+    doc.para(f"Built {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({cpu_name()}) "
              f"from the run folders under {runs}. Every number below is read from those folders.")
     budget_table(doc, runs / "reproduce.csv")
+    folders = {exp.name: overrides.get(exp.name) or runs / exp.name for exp in EXPERIMENTS}
+    doc.heading("Summary")
+    doc.table(["experiment", "metric", "model", "baseline"], summary_rows(folders))
     found = {}
     for exp in EXPERIMENTS:
-        folder = overrides.get(exp.name) or runs / exp.name
+        folder = folders[exp.name]
         found[exp.name] = section(doc, exp.name, exp.title, folder if folder.exists() else None)
     row, pixel = runs / "mnist_row_classify", runs / "mnist_pixel_classify"
     row, pixel = overrides.get("mnist_row_classify", row), overrides.get("mnist_pixel_classify", pixel)
@@ -263,7 +319,7 @@ def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) ->
         doc.missing("the comparison needs both mnist_row_classify and mnist_pixel_classify")
     paths = doc.write("LSTM autoencoders: report")
     missing = [name for name, ok in found.items() if not ok]
-    print(f"report: {paths['md']} and {paths['html']}" + (f"; missing runs: {', '.join(missing)}" if missing else ""))
+    print(f"report: {paths['md']}, {paths['html']} and {paths['pdf']}" + (f"; missing runs: {', '.join(missing)}" if missing else ""))
     return paths
 
 

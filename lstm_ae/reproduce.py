@@ -83,11 +83,22 @@ LEDGER = "reproduce.csv"  # <out>/<budget>/reproduce.csv: one row per experiment
 LEDGER_FIELDS = ["experiment", "status", "wall_seconds", "finished", "machine", "cpus", "torch"]
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> Dict[str, str]:
     import torch  # only here: the launcher itself needs no torch
 
-    return {"machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count()),
-            "torch": torch.__version__}
+    gpu = f" + {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return {"machine": cpu_name() + gpu, "cpus": str(os.cpu_count()), "torch": torch.__version__}
 
 
 def record(ledger: Path, name: str, status: str, seconds: float) -> None:

@@ -1,4 +1,6 @@
 """python -m lstm_ae.reproduce budget=smoke runs every experiment; python -m lstm_ae.report builds the report."""
+import re
+
 import pytest
 
 from lstm_ae import report, reproduce
@@ -41,11 +43,15 @@ def test_report_has_every_section_and_figure(smoke):
         for figure, _ in report.FIGURES[exp.name]:
             assert f"figures/{exp.name}_{figure}" in md
             assert (tmp / "report" / "figures" / f"{exp.name}_{figure}").is_file()
-    for needle in ["## Budget and wall time", "| total |", "### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
+    for needle in ["## Budget and wall time", "| total |", "## Summary", "| mnist_row_classify | test accuracy |",
+                   "| toy_grid | test MSE of the best of", "### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
                    "### Cross-validation folds", "row_vs_pixel_compare_accuracy.png"]:
         assert needle in md, needle
     assert "Missing" not in md
     assert page.count("data:image/png;base64,") == md.count("![")  # every figure embedded
+    pdf = paths["pdf"].read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert pdf.startswith(b"%PDF") and pages == md.count("![") + 1  # contents + one page per figure
 
 
 def test_a_missing_run_is_named_not_a_crash(smoke):
