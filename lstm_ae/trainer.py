@@ -120,9 +120,8 @@ class Trainer:
     AUTO_SHARDS_MIN_STEPS = 256
 
     def auto_shards(self, steps: int) -> int:
-        """``shards=null``: one shard per thread on CPU for long sequences, else no sharding."""
-        long = self.device.type == "cpu" and steps >= self.AUTO_SHARDS_MIN_STEPS
-        return self.num_threads if long else 1
+        """``shards=null`` (CPU): one shard per thread for long sequences, else no sharding."""
+        return self.num_threads if steps >= self.AUTO_SHARDS_MIN_STEPS else 1
 
     def _forward_backward(self, model: nn.Module, task: Any, batch: Split,
                           pool: Optional[ThreadPoolExecutor] = None, shards: int = 1) -> Dict[str, torch.Tensor]:
@@ -131,8 +130,9 @@ class Trainer:
         With a ``pool`` of ``shards`` > 1 threads (CPU) the batch is cut into that many shards,
         each run forward and backward on its own thread with one intra-op thread: a long
         recurrence is a chain of small matrix products that one core runs almost as fast as two,
-        so two shards at once use both cores far better. The shards' gradients are summed in a fixed order, so a run
-        stays reproducible (up to dropout, whose random masks are then drawn by two threads).
+        so two shards at once use both cores far better. The shards' gradients are summed in a
+        fixed order, so a run stays reproducible (up to dropout, whose random masks are then
+        drawn by two threads).
         """
         if pool is None:
             parts = self._losses(model, task, batch)
