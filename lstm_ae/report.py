@@ -304,8 +304,7 @@ def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) ->
     for exp in EXPERIMENTS:
         folder = folders[exp.name]
         found[exp.name] = section(doc, exp.name, exp.title, folder if folder.exists() else None)
-    row, pixel = runs / "mnist_row_classify", runs / "mnist_pixel_classify"
-    row, pixel = overrides.get("mnist_row_classify", row), overrides.get("mnist_pixel_classify", pixel)
+    row, pixel = folders["mnist_row_classify"], folders["mnist_pixel_classify"]
     doc.heading("MNIST: row by row against pixel by pixel")
     if found["mnist_row_classify"] and found["mnist_pixel_classify"]:
         from lstm_ae.compare import compare
