@@ -1,9 +1,14 @@
-"""Typed schemas for every config group, and value checks.
+"""Typed schemas for every config group, and value checks: the one source of every default.
 
-Each YAML option in ``conf/<group>/`` starts with ``defaults: [<schema name>]``, so Hydra merges
-it onto one of the dataclasses below: a value of the wrong type or an unknown key fails when the
-config is composed, before any work starts. Ranges (``hidden_size > 0``, ``lr > 0``, ...) are
-checked by :func:`validate`, which names the offending key.
+The dataclasses below hold every key and its default. Each YAML option in ``conf/<group>/``
+extends one of them (``defaults: [/schema/<group>@_here_: <name>, _self_]``) and sets only what
+differs from it; the primary configs (``conf/toy.yaml`` ...) set only what differs from their
+groups. Hydra merges the YAML onto the dataclass, so a value of the wrong type, an unknown key or
+a value outside an enum (``dataset.layout``, ``dataset.price``, ``trainer.device`` ...) fails
+when the config is composed, before any work starts. Ranges (``hidden_size > 0``, ``lr > 0``,
+...) are checked by :func:`validate`, which names the offending key. The classes that the config
+builds (model, tasks, data loaders) take the same defaults; ``tests/test_config.py`` holds them to
+these.
 """
 from __future__ import annotations
 
@@ -33,6 +38,18 @@ class Precision(enum.Enum):
 class ClassifyFrom(enum.Enum):
     decoder = "decoder"  # the decoder's last hidden state h~_T (the assignment's choice)
     latent = "latent"  # the context z = h_T of the encoder
+
+
+class Layout(enum.Enum):
+    row = "row"  # MNIST: 28 steps of 28 pixels
+    pixel = "pixel"  # MNIST: 784 steps of 1 pixel
+
+
+class Price(enum.Enum):
+    open = "open"
+    high = "high"
+    low = "low"
+    close = "close"
 
 
 class LSTMInit(enum.Enum):
@@ -151,7 +168,7 @@ class ToyDatasetConfig:
 class MnistDatasetConfig:
     _target_: str = "lstm_ae.data.mnist.load_mnist"
     root: str = "${oc.env:LSTM_AE_DATA,data}"  # holds MNIST/raw/*.gz
-    layout: str = "row"  # row: 28 steps x 28 pixels; pixel: 784 steps x 1 pixel
+    layout: Layout = Layout.row  # row: 28 steps x 28 pixels; pixel: 784 steps x 1 pixel
     val_size: int = 5000  # validation images drawn (seeded) from the 60,000 training images
     seed: int = 0
     download: bool = False  # fetch with torchvision into root when the files are missing
@@ -164,7 +181,8 @@ class SP500DatasetConfig:
     root: str = "${oc.env:LSTM_AE_DATA,data}"  # holds sp500/sp500_2014_2017.csv.gz (read-only is fine)
     path: Optional[str] = None  # a .csv or .csv.gz file instead (absolute, or relative to root)
     download: bool = False  # fetch the Kaggle dataset with kagglehub when the file is missing
-    price: str = "high"  # open | high | low | close
+    price: Price = Price.high  # the price column used: open | high | low | close
+    plot_symbols: List[str] = field(default_factory=lambda: ["AMZN", "GOOGL"])  # drawn in daily_<price>.png
     seq_len: Optional[int] = 50  # days per sequence (sub-sequences); null: each whole series
     stride: Optional[int] = None  # days between window starts; null: seq_len (no overlap)
     test_fraction: float = 0.2  # share of the stocks held out for the final test
@@ -193,16 +211,12 @@ class PredictTaskConfig:
 
 
 @dataclass
-class PlotStocksTaskConfig:
-    _target_: str = "lstm_ae.tasks.PlotStocks"
-    symbols: List[str] = field(default_factory=lambda: ["AMZN", "GOOGL"])
-    folds: Optional[int] = None  # unused: nothing is trained
-
-
-@dataclass
 class ClassifyTaskConfig:
     _target_: str = "lstm_ae.tasks.Classify"
-    recon_weight: float = 30.0  # loss = recon_weight * MSE + class_weight * cross-entropy
+    # loss = recon_weight * MSE + class_weight * cross-entropy. The per-pixel MSE is ~100x smaller than
+    # the cross-entropy: with weight 1 the reconstruction stays near the mean image (MNIST row by row:
+    # test MSE 0.058, against 0.005 with 30).
+    recon_weight: float = 30.0
     class_weight: float = 1.0
     num_reconstructions: int = 3
     num_examples: int = 3
@@ -219,7 +233,9 @@ class TrainerConfig:
     device: Device = Device.auto  # auto: cuda when available, else cpu
     num_threads: Optional[int] = None  # torch intra-op threads; null: torch's default
     precision: Precision = Precision.fp32  # bf16: autocast (AMX on CPU, tensor cores on GPU)
-    shards: Optional[int] = None  # CPU: batch cut in shards run at once, one thread each; null: auto
+    # CPU: each batch cut into N shards run at once, one thread each (1 = off); null: one shard per
+    # thread for sequences of >= 256 steps (pixel-by-pixel MNIST), else 1. Ignored on a GPU.
+    shards: Optional[int] = None
     patience: Optional[int] = None  # stop after this many epochs without a better val loss
     progress: bool = True  # tqdm bar per epoch
     save_checkpoints: bool = True
@@ -241,7 +257,6 @@ SCHEMAS = {
         "reconstruct": ReconstructTaskConfig,
         "classify": ClassifyTaskConfig,
         "predict": PredictTaskConfig,
-        "plot_stocks": PlotStocksTaskConfig,
     },
     "trainer": {"default": TrainerConfig},
 }
@@ -318,12 +333,10 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("task.pred_weight", _non_negative, "a non-negative number"),
     ("task.num_forecasts", _int_at_least(1), "a positive integer"),
     ("task.folds", _optional(_int_at_least(2)), "an integer >= 2, or null for a single split"),
-    ("task.symbols", lambda v: len(v) >= 1 and all(isinstance(x, str) and x for x in v), "a non-empty list of symbols"),
-    ("dataset.price", lambda v: v in ("open", "high", "low", "close"), "one of open, high, low, close"),
+    ("dataset.plot_symbols", lambda v: all(isinstance(x, str) and x for x in v), "a list of stock symbols"),
     ("dataset.stride", _optional(_int_at_least(1)), "a positive integer or null"),
     ("dataset.test_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("dataset.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("dataset.layout", lambda v: v in ("row", "pixel"), "'row' or 'pixel'"),
     ("dataset.val_size", _int_at_least(1), "a positive integer"),
     ("dataset.limit", _optional(_int_at_least(1)), "a positive integer or null"),
     ("dataset.num_sequences", _int_at_least(3), "an integer >= 3"),

@@ -1,11 +1,15 @@
-"""The recipe every entry script runs: config -> data, model, task, trainer -> fit -> test -> files.
+"""The recipe every entry script runs, top to bottom in :func:`train_and_test`:
+
+config (validated) -> torch settings and seed -> task -> run folder (or the run to resume) ->
+data (checked against the task; overview figure) -> model + trainer -> fit (or cross-validate
+by group) -> one test pass -> results.json -> figures.
 
 Run-folder contract (every task): ``.hydra/`` (Hydra), ``metrics.csv`` (one row per epoch),
 ``results.json``, ``checkpoints/{best,last}.pt`` and the task's PNG figures.
 """
 from __future__ import annotations
 
-import inspect
+import functools
 import json
 import logging
 import shutil
@@ -18,14 +22,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_ae import plots
 from lstm_ae.config import validate
-from lstm_ae.data import Splits
+from lstm_ae.data import Splits, group_folds
 from lstm_ae.errors import CheckpointError, ConfigError, UserError
 from lstm_ae.model import count_parameters
-from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, seed_everything
+from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, configure_torch, seed_everything
 
 log = logging.getLogger("lstm_ae")
 
@@ -70,14 +75,13 @@ def build_model(cfg: DictConfig, splits: Splits, task: Any) -> torch.nn.Module:
         )
     extra: Dict[str, Any] = {}
     if task.needs_labels:
-        num_classes = splits.meta.get("num_classes")
         configured = cfg.model.get("num_classes")
         if configured is None:
-            extra["num_classes"] = num_classes
-        elif configured != num_classes:
+            extra["num_classes"] = splits.num_classes
+        elif configured != splits.num_classes:
             raise ConfigError(
-                f"model.num_classes={configured} does not match the data, which has {num_classes} "
-                f"classes; set model.num_classes={num_classes} or leave it null"
+                f"model.num_classes={configured} does not match the data, which has {splits.num_classes} "
+                f"classes; set model.num_classes={splits.num_classes} or leave it null"
             )
     if task.needs_next:
         extra["predict_next"] = True
@@ -86,26 +90,15 @@ def build_model(cfg: DictConfig, splits: Splits, task: Any) -> torch.nn.Module:
     return build(cfg.model, input_size=input_size, **extra)
 
 
-def load_data(cfg: DictConfig, task: Any, fold: Optional[int] = None) -> Splits:
-    """The dataset's splits (validation = fold ``fold`` under cross-validation), checked against the task."""
-    if not task.trains:  # the task draws the raw data only
-        if not _accepts(cfg.dataset, "table_only"):
-            raise ConfigError(f"task {type(task).__name__} needs dataset=sp500")
-        return build(cfg.dataset, table_only=True)
-    if fold is None:
-        splits: Splits = build(cfg.dataset)
-    else:
-        splits = build(cfg.dataset, folds=task.folds, fold=fold)
-    if task.needs_labels and splits.train.y is None:
-        raise ConfigError(f"task {type(task).__name__} needs class labels, which this dataset does not have")
-    if task.needs_next and splits.meta.get("name") != "sp500":
-        raise ConfigError(f"task {type(task).__name__} needs next-step targets, which only dataset=sp500 provides")
+def load_data(cfg: DictConfig, task: Any) -> Splits:
+    """The dataset's splits, checked against what the task needs."""
+    splits: Splits = build(cfg.dataset)
+    name = type(task).__name__
+    if task.needs_labels and splits.num_classes is None:
+        raise ConfigError(f"task {name} needs class labels, which this dataset does not have (dataset=mnist has)")
+    if task.needs_next and not splits.has_next:
+        raise ConfigError(f"task {name} needs next-step targets, which this dataset does not have (dataset=sp500 has)")
     return splits
-
-
-def _accepts(node: DictConfig, argument: str) -> bool:
-    """Whether the callable a config node instantiates takes ``argument``."""
-    return argument in inspect.signature(get_method(node._target_)).parameters
 
 
 def _has_last(folder: Path) -> bool:
@@ -155,7 +148,7 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
     it returns holding its best weights."""
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg, splits, task)
-    trainer = Trainer(run_dir=run_dir, **cfg.trainer)
+    trainer = Trainer(run_dir, cfg.trainer)
     log.info(
         "data: %d/%d/%d sequences of %d steps x %d; model: %d parameters; device %s",
         len(splits.train), len(splits.val), len(splits.test), splits.seq_len, splits.num_features,
@@ -168,13 +161,15 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
         optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
         scheduler=scheduler_factory(cfg.scheduler),
         callbacks=callbacks,
-        resume=cfg.trainer.get("resume") is not None,
+        resume=cfg.trainer.resume is not None,
     )
     return model, fit, trainer
 
 
-def cross_validate(cfg: DictConfig, run_dir: Path, task: Any) -> Tuple[Splits, torch.nn.Module, FitResult, Trainer, Dict[str, Any]]:
-    """k-fold cross-validation: one model per fold in ``fold_<k>/``; the best on validation wins.
+def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits],
+                   task: Any) -> Tuple[Splits, torch.nn.Module, FitResult, Trainer, Dict[str, Any]]:
+    """k-fold cross-validation (``folds``: from ``lstm_ae.data.group_folds``): one model per fold in
+    ``fold_<k>/``; the best on validation wins.
 
     The winner's ``metrics.csv`` and checkpoints are copied to the run folder, so the run looks
     like any other; ``folds.csv`` holds every fold's validation metrics.
@@ -182,15 +177,14 @@ def cross_validate(cfg: DictConfig, run_dir: Path, task: Any) -> Tuple[Splits, t
     key = f"val_{task.objective}"
     sign = 1 if task.objective_mode == "min" else -1
     rows, best = [], None
-    for k in range(task.folds):
-        log.info("fold %d/%d", k + 1, task.folds)
-        splits = load_data(cfg, task, fold=k)
-        model, fit, trainer = fit_one(cfg, run_dir / f"fold_{k}", splits, task)
+    for k, fold in enumerate(folds):
+        log.info("fold %d/%d", k + 1, len(folds))
+        model, fit, trainer = fit_one(cfg, run_dir / f"fold_{k}", fold, task)
         row = {"fold": k, "best_epoch": fit.best_epoch, **{f"val_{m}": v for m, v in fit.best.items()}}
         rows.append(row)
         if best is None or sign * row[key] < sign * best[0][key]:
-            best = (row, splits, model, fit, trainer)
-    row, splits, model, fit, trainer = best
+            best = (row, fold, model, fit, trainer)
+    row, fold, model, fit, trainer = best
     pd.DataFrame(rows).to_csv(run_dir / "folds.csv", index=False)
     chosen = run_dir / f"fold_{row['fold']}"
     shutil.copy(chosen / "metrics.csv", run_dir / "metrics.csv")
@@ -202,40 +196,29 @@ def cross_validate(cfg: DictConfig, run_dir: Path, task: Any) -> Tuple[Splits, t
         f"fold_{key}": [r[key] for r in rows],
         f"cv_mean_{key}": sum(r[key] for r in rows) / len(rows),
     }
-    return splits, model, fit, trainer, summary
+    return fold, model, fit, trainer, summary
 
 
 def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     """Run one experiment into ``run_dir``; return what is written to ``results.json``."""
     validate(cfg)
+    configure_torch(cfg.trainer.num_threads)
     seed_everything(cfg.trainer.seed)
     task = build(cfg.task)
-    if task.folds is not None and not _accepts(cfg.dataset, "folds"):
-        raise ConfigError("task.folds (cross-validation) is not supported by this dataset; set task.folds=null")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    previous = resume_dir(cfg.trainer.get("resume"), run_dir, list(overrides))
-    if previous is not None and previous != run_dir:
-        log.info("resuming the run in %s (results go there)", previous)
-        run_dir = previous
-    elif cfg.trainer.get("resume") == "auto" and previous is None:
-        log.info("trainer.resume=auto: no unfinished run to resume; starting afresh")
-    if not task.trains:
-        results = task.run(run_dir, load_data(cfg, task))
-        results.update(objective=None, objective_mode=task.objective_mode)
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        log.info("results in %s", run_dir)
-        return results
+    run_dir = _run_dir_or_resumed(cfg, run_dir)
+    splits = load_data(cfg, task)
+    folds = group_folds(splits, task.folds) if task.folds is not None else None
+    if splits.overview is not None and len(splits.overview.columns):
+        plots.overview(run_dir / f"{splits.value_name.replace(' ', '_')}.png", splits.overview,
+                       splits.value_name, splits.unit)
     cv: Dict[str, Any] = {}
-    if task.folds is None:
-        splits = load_data(cfg, task)
+    if folds is None:
         model, fit, trainer = fit_one(cfg, run_dir, splits, task)
     else:
-        splits, model, fit, trainer, cv = cross_validate(cfg, run_dir, task)
-    test = trainer.evaluate(model, task, splits.test)
-    results: Dict[str, Any] = {f"test_{k}": v for k, v in test.items()}
+        splits, model, fit, trainer, cv = cross_validate(cfg, run_dir, folds, task)
+    test = task.test(splits, functools.partial(trainer.predict, model))  # the one test pass
+    results: Dict[str, Any] = dict(test.metrics)
     results.update({f"val_{k}": v for k, v in fit.best.items()})
-    results.update(task.evaluate(model, splits, trainer.device))
     results.update(task.baseline(splits))
     results.update(cv)
     results.update(
@@ -248,17 +231,32 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         seq_len=splits.seq_len,
         input_size=splits.num_features,
         sequences={"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        eval_precision=trainer.precision.value,
+        eval_batch_size=cfg.trainer.eval_batch_size,
         device=str(trainer.device),
         torch_version=torch.__version__,
     )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    task.figures(run_dir, model, splits, fit, trainer.device)
+    task.figures(run_dir, splits, test, fit.history)
     log.info(
         "best epoch %d: val_%s %.5f; test_%s %.5f; results in %s",
         fit.best_epoch, task.objective, results[f"val_{task.objective}"], task.objective,
         results[f"test_{task.objective}"], run_dir,
     )
     return results
+
+
+def _run_dir_or_resumed(cfg: DictConfig, run_dir: Path) -> Path:
+    """``run_dir``, created; or, with ``trainer.resume``, the folder of the run to continue."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    previous = resume_dir(cfg.trainer.resume, run_dir, list(overrides))
+    if previous is not None and previous != run_dir:
+        log.info("resuming the run in %s (results go there)", previous)
+        return previous
+    if cfg.trainer.resume == "auto" and previous is None:
+        log.info("trainer.resume=auto: no unfinished run to resume; starting afresh")
+    return run_dir
 
 
 def run(cfg: DictConfig) -> float:
@@ -285,8 +283,6 @@ def run(cfg: DictConfig) -> float:
             raise
         log.exception("the job failed")
         _write_error(run_dir, f"{type(err).__name__}: {err}")
-        return float("nan")
-    if results["objective"] is None:  # a task that trains nothing
         return float("nan")
     return float(results[results["objective"]])
 

@@ -12,8 +12,8 @@ It is linear: a next value may leave the [0, 1] range of the window it follows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, fields
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +29,23 @@ class AEOutput:
     logits: Optional[torch.Tensor] = None  # (B, num_classes) when the classifier head is on
     prediction: Optional[torch.Tensor] = None  # (B, T, input_size): y~_t predicts x_{t+1}
 
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "AEOutput":
+        """``fn`` applied to every output that is there."""
+        return AEOutput(**{f.name: None if (t := getattr(self, f.name)) is None else fn(t) for f in fields(self)})
+
     def float(self) -> "AEOutput":
         """The same outputs in fp32 (after a bf16 autocast forward), so losses stay in fp32."""
-        f = lambda t: None if t is None else t.float()  # noqa: E731
-        return AEOutput(f(self.reconstruction), f(self.latent), f(self.logits), f(self.prediction))
+        return self.map(lambda t: t.float())
+
+    def __getitem__(self, index) -> "AEOutput":
+        return self.map(lambda t: t[index])
+
+    @staticmethod
+    def cat(outputs: Sequence["AEOutput"]) -> "AEOutput":
+        """The outputs of consecutive batches as one."""
+        first = outputs[0]
+        return AEOutput(**{f.name: None if getattr(first, f.name) is None
+                           else torch.cat([getattr(o, f.name) for o in outputs]) for f in fields(first)})
 
 
 class LSTMAutoencoder(nn.Module):
@@ -58,14 +71,10 @@ class LSTMAutoencoder(nn.Module):
         self.classifier = nn.Linear(hidden_size, num_classes) if num_classes else None
         self.predictor = nn.Linear(hidden_size, input_size) if predict_next else None
         if LSTMInit(getattr(init, "value", init)) is LSTMInit.chrono:
-            if not chrono_t_max or chrono_t_max < 2:
-                raise ValueError("chrono initialisation needs chrono_t_max >= 2 (the sequence length)")
+            if chrono_t_max is None:  # (its range is checked with the config)
+                raise ValueError("chrono initialisation needs chrono_t_max (the sequence length)")
             for lstm in (self.encoder, self.decoder):
                 chrono_init_(lstm, chrono_t_max)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, input_size) -> z: (B, hidden_size), the top layer's last hidden state."""
-        return self.encode_steps(x)[1]
 
     def encode_steps(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
         """x -> (h_1..h_T of the top layer: (B, T, H), z = h_T: (B, H))."""

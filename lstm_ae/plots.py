@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,6 +88,7 @@ def curves(
         epochs = [row["epoch"] for row in history]
         for key, label in keys.items():
             ax.plot(epochs, [row[key] for row in history], lw=1.6, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         if log_y:
@@ -110,6 +112,7 @@ def runs(
         for i, (df, label) in enumerate(zip(frames, labels)):
             ax.plot(df["epoch"], df[f"train_{metric}"], color=f"C{i}", ls="--", lw=1.5, label=f"{label} (train)")
             ax.plot(df["epoch"], df[f"val_{metric}"], color=f"C{i}", lw=1.8, label=f"{label} (validation)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         if log_y:
@@ -164,3 +167,10 @@ def dated(path: Path, panels: Sequence[dict], ylabel: str, suptitle: str) -> Pat
         fig.suptitle(suptitle)
         fig.tight_layout()
         return _save(fig, path)
+
+
+def overview(path: Path, table: "pd.DataFrame", value_name: str, unit: str) -> Path:
+    """Whole series (the columns of a dates x names table) against the date, e.g. AMZN's and GOOGL's daily high."""
+    lines = [(name, table.index, table[name].to_numpy(), {"color": f"C{i}"}) for i, name in enumerate(table.columns)]
+    title = f"{value_name[0].upper()}{value_name[1:]}, {table.index[0].date()} to {table.index[-1].date()}"
+    return dated(path, [{"title": title, "lines": lines}], f"{value_name} ({unit})", " and ".join(table.columns))

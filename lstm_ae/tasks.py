@@ -5,33 +5,45 @@ A task provides
   the trainer averages them over a split and logs each as ``train_<metric>`` / ``val_<metric>``;
 - ``objective`` and ``objective_mode``: the validation metric a sweeper optimises;
 - ``baseline(splits) -> {name: value}``: what a trivial model scores on the test split;
-- ``evaluate(model, splits, device) -> {name: value}``: test measurements beyond the losses
-  (errors in price units, forecasts);
-- ``figures(run_dir, model, splits, fit, device)``: the PNGs a report needs.
+- ``test(splits, predict) -> TestResult``: every test metric, from one evaluation pass over the
+  test split (``predict``: the trainer's one way to run the model) and, for forecasts, the same
+  ``predict`` on other inputs;
+- ``figures(run_dir, splits, test, history)``: the PNGs a report needs, drawn from those outputs.
 Flags tell the experiment what to build: ``needs_labels`` (a classifier head and labels),
-``needs_next`` (a one-step head), ``trains`` (False: the task only draws the data).
+``needs_next`` (a one-step head and next-step targets). What the data allows is read from the
+typed fields of :class:`lstm_ae.data.Splits`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
 from lstm_ae import forecast, plots
 from lstm_ae.data import Split, Splits
-from lstm_ae.errors import DataError
 from lstm_ae.model import AEOutput
+
+Predict = Callable[[torch.Tensor], AEOutput]  # x (N, T, m) -> the model's fp32 outputs
+
+
+@dataclass
+class TestResult:
+    outputs: AEOutput  # the model's outputs on the test split: the one evaluation pass
+    metrics: Dict[str, float]  # test_<name>: value, for results.json
+    forecasts: Optional[Dict[str, torch.Tensor]] = None  # Predict: one-step, multi-step (price units)
 
 
 class Reconstruct:
     """Reconstruction only: loss = mean squared error per value (per pixel, per day...)."""
 
     objective, objective_mode = "mse", "min"
-    needs_labels, needs_next, trains = False, False, True
+    needs_labels, needs_next = False, False
+    loss_label = "loss (MSE)"
 
-    def __init__(self, num_examples: int = 3, num_reconstructions: int = 2, folds: Optional[int] = None) -> None:
+    def __init__(self, num_examples: int = 3, num_reconstructions: int = 3, folds: Optional[int] = None) -> None:
         self.num_examples, self.num_reconstructions = num_examples, num_reconstructions
         self.folds = folds  # k-fold cross-validation over the dataset's groups (stocks), or None
 
@@ -44,106 +56,79 @@ class Reconstruct:
         mean = splits.train.x.mean(dim=0, keepdim=True)
         return {"baseline_test_mse": F.mse_loss(mean.expand_as(splits.test.x), splits.test.x).item()}
 
-    @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, splits: Splits, device) -> Dict[str, float]:
-        """Stock windows: the test MSE in price units (each window scaled back with its lo, span)."""
-        if "test_span" not in splits.meta:
-            return {}
-        model.eval()
-        recon = _predict(model, splits.test.x, device, lambda out: out.reconstruction)[:, :, 0]
-        span = splits.meta["test_span"].unsqueeze(1)
-        mse_usd = (((recon.double() - splits.test.x[:, :, 0].double()) * span) ** 2).mean().item()
-        return {"test_mse_usd": mse_usd, "test_rmse_usd": mse_usd**0.5}
+    def test(self, splits: Splits, predict: Predict) -> TestResult:
+        """The losses over the test split and, where the data has units, the MSE in those units."""
+        test = splits.test
+        outputs = predict(test.x)
+        metrics = {f"test_{k}": v.item() for k, v in self.losses(outputs, test).items()}
+        if splits.unit is not None:  # each sequence back in its own units (its own scale)
+            diff = (outputs.reconstruction[:, :, 0].double() - test.x[:, :, 0].double()) * test.scale.unsqueeze(1)
+            mse = (diff**2).mean().item()
+            unit = splits.unit.lower()
+            metrics.update({f"test_mse_{unit}": mse, f"test_rmse_{unit}": mse**0.5})
+        return TestResult(outputs, metrics)
 
-    @torch.no_grad()
-    def figures(self, run_dir: Path, model: torch.nn.Module, splits: Splits, fit, device) -> None:
-        model.eval()
-        image_shape = splits.meta.get("image_shape")
-        if image_shape:
-            self._digit_figure(run_dir, model, splits, device, image_shape)
-        elif "test_windows" in splits.meta:
-            self._stock_figure(run_dir, model, splits, device)
+    def figures(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        if splits.image_shape is not None:
+            self._digit_figure(run_dir, splits, test.outputs)
+        elif splits.dates is not None:
+            self._stock_figure(run_dir, splits, test.outputs)
         else:
-            self._sequence_figures(run_dir, model, splits, device)
-        self._loss_figures(run_dir, fit)
+            self._sequence_figures(run_dir, splits, test.outputs)
+        self._loss_figures(run_dir, history)
 
-    def _loss_figures(self, run_dir: Path, fit) -> None:
-        plots.curves(
-            run_dir / "loss.png",
-            fit.history,
-            {"train_loss": "train", "val_loss": "validation"},
-            ylabel="loss (MSE)" if type(self) is Reconstruct else "loss",
-            title="Training loss per epoch",
-            log_y=True,
-        )
+    def _loss_figures(self, run_dir: Path, history: List[Dict[str, float]]) -> None:
+        plots.curves(run_dir / "loss.png", history, {"train_loss": "train", "val_loss": "validation"},
+                     ylabel=self.loss_label, title="Training loss per epoch", log_y=True)
 
-    def _sequence_figures(self, run_dir: Path, model, splits: Splits, device) -> None:
-        examples = splits.train.x[: self.num_examples, :, 0].numpy()
-        titles = [f"training sequence {i + 1}" for i in range(len(examples))]
+    def _sequence_figures(self, run_dir: Path, splits: Splits, outputs: AEOutput) -> None:
+        shown = splits.train[: self.num_examples]
+        titles = [f"training sequence {i + 1}" for i in range(len(shown))]
         spans = []
-        if "dip_centres" in splits.meta:  # the toy data: shade t = i-w .. i+w
-            w = splits.meta["dip_half_width"]
-            centres = splits.meta["dip_centres"][0][: len(examples)].tolist()
-            spans = [(c - w, c + w) for c in centres]
-            titles = [f"{t} (i = {c})" for t, c in zip(titles, centres)]
-        plots.sequences(run_dir / "examples.png", examples, titles, "Synthetic examples", spans)
+        if shown.highlight is not None:  # the toy data: shade its dip t = i-w .. i+w
+            spans = [tuple(s) for s in shown.highlight.tolist()]
+            titles = [f"{t} (i = {(a + b) // 2})" for t, (a, b) in zip(titles, spans)]
+        plots.sequences(run_dir / "examples.png", shown.x[:, :, 0].numpy(), titles, "Synthetic examples", spans)
         x = splits.test.x[: self.num_reconstructions]
-        recon = model(x.to(device)).reconstruction.float().cpu()
+        recon = outputs.reconstruction[: len(x)]
         mse = ((recon - x) ** 2).mean(dim=(1, 2))
         plots.reconstructions(
-            run_dir / "reconstructions.png",
-            x[:, :, 0].numpy(),
-            recon[:, :, 0].numpy(),
+            run_dir / "reconstructions.png", x[:, :, 0].numpy(), recon[:, :, 0].numpy(),
             [f"test sequence {i + 1} (MSE {m:.4f})" for i, m in enumerate(mse.tolist())],
             "Test sequences and their reconstructions",
         )
 
-    def _stock_figure(self, run_dir: Path, model, splits: Splits, device) -> None:
-        """Three test stocks (the last window of each), original vs reconstruction, in USD."""
-        meta = splits.meta
-        picks = _one_window_per_stock(meta["test_windows"], self.num_reconstructions)
-        recon = _predict(model, splits.test.x[picks], device, lambda out: out.reconstruction)[:, :, 0]
-        lo, span = meta["test_lo"][picks].unsqueeze(1), meta["test_span"][picks].unsqueeze(1)
-        original = splits.test.x[picks, :, 0].double() * span + lo
-        recon = recon.double() * span + lo
+    def _stock_figure(self, run_dir: Path, splits: Splits, outputs: AEOutput) -> None:
+        """A few test stocks (the last window of each), original vs reconstruction, in their units."""
+        test = splits.test
+        picks = _last_of_each(test.group.tolist(), self.num_reconstructions)
+        shown = test[picks]
+        original = shown.in_units(shown.x[:, :, 0])
+        recon = shown.in_units(outputs.reconstruction[picks][:, :, 0])
         panels = []
-        for j, i in enumerate(picks):
-            symbol, start = meta["test_windows"][i]
-            dates = meta["dates"][start : start + splits.seq_len]
+        for j in range(len(picks)):
+            name, start = splits.group_names[int(shown.group[j])], int(shown.start[j])
+            dates = splits.dates[start : start + splits.seq_len]
             rmse = ((recon[j] - original[j]) ** 2).mean().sqrt().item()
             panels.append({
-                "title": f"{symbol} (test stock), RMSE {rmse:.2f} USD",
+                "title": f"{name} (test stock), RMSE {rmse:.2f} {splits.unit}",
                 "lines": [("original", dates, original[j].numpy(), {"color": "C0"}),
                           ("reconstruction", dates, recon[j].numpy(), {"color": "C3", "ls": "--"})],
             })
-        plots.dated(run_dir / "reconstructions.png", panels, f"daily {meta['price']} (USD)",
+        plots.dated(run_dir / "reconstructions.png", panels, f"{splits.value_name} ({splits.unit})",
                     "Test stocks and their reconstructions")
 
-    def _digit_figure(self, run_dir: Path, model, splits: Splits, device, image_shape) -> None:
-        # the first test images of num_reconstructions different digits
-        labels = splits.test.y.tolist()
-        picks, seen = [], set()
-        for i, label in enumerate(labels):
-            if label not in seen:
-                picks.append(i)
-                seen.add(label)
-            if len(picks) == self.num_reconstructions:
-                break
-        x = splits.test.x[picks]
-        out = model(x.to(device))
-        recon = out.reconstruction.float().cpu()
+    def _digit_figure(self, run_dir: Path, splits: Splits, outputs: AEOutput) -> None:
+        labels = splits.test.labels.tolist()  # the first test images of different digits
+        picks = [labels.index(d) for d in dict.fromkeys(labels)][: self.num_reconstructions]
+        x, recon = splits.test.x[picks], outputs.reconstruction[picks]
         mse = ((recon - x) ** 2).mean(dim=(1, 2))
         titles = [f"digit {labels[i]} (MSE {m:.4f})" for i, m in zip(picks, mse.tolist())]
-        if out.logits is not None:
-            pred = out.logits.argmax(1).tolist()
-            titles = [f"{t}\npredicted {p}" for t, p in zip(titles, pred)]
-        plots.digits(
-            run_dir / "reconstructions.png",
-            x.reshape(-1, *image_shape).numpy(),
-            recon.reshape(-1, *image_shape).numpy(),
-            titles,
-            "Test digits and their reconstructions",
-        )
+        if outputs.logits is not None:
+            titles = [f"{t}\npredicted {p}" for t, p in zip(titles, outputs.logits[picks].argmax(1).tolist())]
+        shape = splits.image_shape
+        plots.digits(run_dir / "reconstructions.png", x.reshape(-1, *shape).numpy(), recon.reshape(-1, *shape).numpy(),
+                     titles, "Test digits and their reconstructions")
 
 
 class Classify(Reconstruct):
@@ -155,52 +140,43 @@ class Classify(Reconstruct):
 
     objective, objective_mode = "accuracy", "max"
     needs_labels = True
+    loss_label = "loss (weighted MSE + cross-entropy)"
 
-    def __init__(self, recon_weight: float = 1.0, class_weight: float = 1.0, num_reconstructions: int = 3,
+    def __init__(self, recon_weight: float = 30.0, class_weight: float = 1.0, num_reconstructions: int = 3,
                  num_examples: int = 3) -> None:
         super().__init__(num_examples, num_reconstructions)
         self.recon_weight, self.class_weight = recon_weight, class_weight
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
         mse = F.mse_loss(out.reconstruction, batch.x)
-        ce = F.cross_entropy(out.logits, batch.y)
-        accuracy = (out.logits.argmax(dim=1) == batch.y).float().mean()
+        ce = F.cross_entropy(out.logits, batch.labels)
+        accuracy = (out.logits.argmax(dim=1) == batch.labels).float().mean()
         return {"loss": self.recon_weight * mse + self.class_weight * ce, "mse": mse, "ce": ce, "accuracy": accuracy}
 
     def baseline(self, splits: Splits) -> Dict[str, float]:
-        majority = torch.bincount(splits.train.y).argmax()
-        return {**super().baseline(splits), "baseline_test_accuracy": (splits.test.y == majority).float().mean().item()}
+        majority = torch.bincount(splits.train.labels).argmax()
+        return {**super().baseline(splits),
+                "baseline_test_accuracy": (splits.test.labels == majority).float().mean().item()}
 
-    @torch.no_grad()
-    def figures(self, run_dir: Path, model: torch.nn.Module, splits: Splits, fit, device) -> None:
-        super().figures(run_dir, model, splits, fit, device)
-        plots.curves(
-            run_dir / "accuracy.png",
-            fit.history,
-            {"train_accuracy": "train", "val_accuracy": "validation"},
-            ylabel="accuracy",
-            title="Classification accuracy per epoch",
-        )
+    def figures(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        super().figures(run_dir, splits, test, history)
+        plots.curves(run_dir / "accuracy.png", history, {"train_accuracy": "train", "val_accuracy": "validation"},
+                     ylabel="accuracy", title="Classification accuracy per epoch")
 
 
-def _predict(model: torch.nn.Module, x: torch.Tensor, device, pick) -> torch.Tensor:
-    """``pick(model(x))`` in fp32 on the CPU, in batches."""
-    return torch.cat([pick(model(chunk.to(device))).float().cpu() for chunk in x.split(2048)])
-
-
-def _one_window_per_stock(windows: Sequence[tuple], n: int) -> List[int]:
-    """Indices of the last window of n different stocks, spread over the list."""
-    last: Dict[str, int] = {}
-    for i, (symbol, _) in enumerate(windows):
-        last[symbol] = i
-    symbols = list(last)
-    step = max(1, len(symbols) // n)
-    return [last[s] for s in symbols[::step][:n]]
+def _last_of_each(groups: List[int], n: int) -> List[int]:
+    """Indices of the last sequence of n different groups, spread over the groups in order of appearance."""
+    last: Dict[int, int] = {}
+    for i, g in enumerate(groups):
+        last[g] = i
+    order = list(last)
+    step = max(1, len(order) // n)
+    return [last[g] for g in order[::step][:n]]
 
 
 def _next_values(split: Split) -> torch.Tensor:
-    """The one-step targets x_2..x_{T+1} of each window: its own days shifted by one, then ``y``."""
-    return torch.cat([split.x[:, 1:], split.y.view(len(split.y), 1, -1)], dim=1)
+    """The one-step targets x_2..x_{T+1} of each window: its own days shifted by one, then the next value."""
+    return torch.cat([split.x[:, 1:], split.next_value.view(len(split), 1, -1)], dim=1)
 
 
 class Predict(Reconstruct):
@@ -230,81 +206,60 @@ class Predict(Reconstruct):
         return {"loss": loss, "mse": mse, "pred_mse": pred_mse, "next_mse": next_mse}
 
     def baseline(self, splits: Splits) -> Dict[str, float]:
-        """Persistence on the test windows: x~_{t+1} = x_t, scaled like the model's targets."""
+        """Persistence on the test windows (x~_{t+1} = x_t) and on the forecast blocks."""
         x, target = splits.test.x, _next_values(splits.test)
-        return {
+        results = {
             **super().baseline(splits),
             "baseline_test_pred_mse": F.mse_loss(x, target).item(),
             "baseline_test_next_mse": F.mse_loss(x[:, -1], target[:, -1]).item(),
         }
-
-    def forecast_series(self, splits: Splits) -> "tuple[torch.Tensor, int, List[tuple]]":
-        """Blocks of 2 x context days of every test stock: (blocks (N, 2C) USD, C, [(symbol, start)])."""
-        series, days = splits.meta["test_series"], splits.meta["test_series"].shape[1]
-        context = min(splits.seq_len, days // 2)
-        starts = list(range(0, days - 2 * context + 1, 2 * context))
-        blocks = torch.cat([series[:, s : s + 2 * context] for s in starts])
-        symbols = splits.meta["symbols"]["test"]
-        index = [(sym, s) for s in starts for sym in symbols]
-        return blocks, context, index
-
-    @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, splits: Splits, device) -> Dict[str, float]:
-        results = super().evaluate(model, splits, device)
-        if "test_series" not in splits.meta:
-            return results
-        blocks, context, _ = self.forecast_series(splits)
-        self._forecasts = forecasts = {
-            "onestep": forecast.one_step(model, blocks, context),
-            "multistep": forecast.multi_step(model, blocks, context),
-        }
-        for name, value in forecast.errors(blocks, context, forecasts).items():
-            results[f"test_{name}"] = value
-        for name, value in forecast.errors(blocks, context, forecast.persistence(blocks, context)).items():
-            results[f"baseline_test_{name}"] = value
-        results["forecast_blocks"], results["forecast_context_days"] = len(blocks), context
+        if splits.series is not None:
+            blocks, context, _ = forecast_blocks(splits)
+            errors = forecast.errors(blocks, context, forecast.persistence(blocks, context))
+            results.update({f"baseline_test_{name}": value for name, value in errors.items()})
         return results
 
-    def _loss_figures(self, run_dir: Path, fit) -> None:
+    def test(self, splits: Splits, predict: Predict) -> TestResult:
+        result = super().test(splits, predict)
+        if splits.series is None:
+            return result
+        blocks, context, _ = forecast_blocks(splits)
+        result.forecasts = {"onestep": forecast.one_step(predict, blocks, context),
+                            "multistep": forecast.multi_step(predict, blocks, context)}
+        for name, value in forecast.errors(blocks, context, result.forecasts).items():
+            result.metrics[f"test_{name}"] = value
+        result.metrics.update(forecast_blocks=len(blocks), forecast_context_days=context)
+        return result
+
+    def _loss_figures(self, run_dir: Path, history: List[Dict[str, float]]) -> None:
         plots.curves(
-            run_dir / "training_loss.png",
-            fit.history,
+            run_dir / "training_loss.png", history,
             {"train_loss": "total (train)", "train_mse": "reconstruction MSE (train)",
              "train_pred_mse": "prediction MSE (train)"},
-            ylabel="loss (scaled units)",
-            title="Training loss per epoch",
-            log_y=True,
+            ylabel="loss (scaled units)", title="Training loss per epoch", log_y=True,
         )
         plots.curves(
-            run_dir / "prediction_loss.png",
-            fit.history,
-            {"train_pred_mse": "train", "val_pred_mse": "validation",
-             "val_next_mse": "validation, day after the window"},
-            ylabel="prediction MSE (scaled units)",
-            title="One-step prediction loss per epoch",
-            log_y=True,
+            run_dir / "prediction_loss.png", history,
+            {"train_pred_mse": "train", "val_pred_mse": "validation", "val_next_mse": "validation, day after the window"},
+            ylabel="prediction MSE (scaled units)", title="One-step prediction loss per epoch", log_y=True,
         )
 
-    @torch.no_grad()
-    def figures(self, run_dir: Path, model: torch.nn.Module, splits: Splits, fit, device) -> None:
-        super().figures(run_dir, model, splits, fit, device)
-        if "test_series" not in splits.meta:
+    def figures(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        super().figures(run_dir, splits, test, history)
+        if test.forecasts is None:
             return
-        blocks, context, index = self.forecast_series(splits)
-        if not hasattr(self, "_forecasts"):
-            self.evaluate(model, splits, device)
-        meta, panels = splits.meta, []
-        picks = _one_window_per_stock(index, self.num_forecasts)
-        for i in picks:
-            symbol, start = index[i]
-            dates = meta["dates"][start : start + 2 * context]
+        blocks, context, index = forecast_blocks(splits)
+        panels = []
+        for i in _last_of_each([name for name, _ in index], self.num_forecasts):
+            name, start = index[i]
+            dates = splits.dates[start : start + 2 * context]
             future = dates[context:]
             panels.append({
-                "title": f"{symbol} (test stock): the second half forecast from the first",
+                "title": f"{name} (test stock): the second half forecast from the first",
                 "lines": [
                     ("truth", dates, blocks[i].numpy(), {"color": "black", "lw": 1.2}),
-                    ("one-step (true days in)", future, self._forecasts["onestep"][i].numpy(), {"color": "C0"}),
-                    ("multi-step (forecasts fed back)", future, self._forecasts["multistep"][i].numpy(),
+                    ("one-step (true days in)", future, test.forecasts["onestep"][i].numpy(), {"color": "C0"}),
+                    ("multi-step (forecasts fed back)", future, test.forecasts["multistep"][i].numpy(),
                      {"color": "C3", "ls": "--"}),
                     ("persistence (last seen price)", future, blocks[i, context - 1].expand(len(future)).numpy(),
                      {"color": "grey", "ls": ":"}),
@@ -312,34 +267,15 @@ class Predict(Reconstruct):
                 "mark": dates[context],
                 "mark_label": "first forecast day",
             })
-        plots.dated(run_dir / "multistep.png", panels, f"daily {meta['price']} (USD)",
+        plots.dated(run_dir / "multistep.png", panels, f"{splits.value_name} ({splits.unit})",
                     "One-step vs multi-step prediction on test stocks")
 
 
-class PlotStocks:
-    """No training: draw the daily price of a few stocks against the date (assignment 3.3.1)."""
-
-    objective, objective_mode = None, "min"
-    needs_labels, needs_next, trains = False, False, False
-
-    def __init__(self, symbols: Sequence[str] = ("AMZN", "GOOGL"), folds: Optional[int] = None) -> None:
-        self.symbols = list(symbols)
-        self.folds = None  # nothing is trained, so nothing is cross-validated
-
-    def run(self, run_dir: Path, splits: Splits) -> Dict[str, Any]:
-        table, price = splits.meta["table"], splits.meta["price"]
-        unknown = [s for s in self.symbols if s not in table.columns]
-        if unknown:
-            raise DataError(
-                f"symbol(s) {', '.join(unknown)} not in the price file (it has {len(table.columns)} symbols, "
-                f"e.g. {', '.join(list(table.columns[:5]))}); set task.symbols=[...]"
-            )
-        lines = [(s, table.index, table[s].to_numpy(), {"color": f"C{i}"}) for i, s in enumerate(self.symbols)]
-        path = plots.dated(
-            run_dir / f"daily_{price}.png",
-            [{"title": f"Daily {price} price, {table.index[0].date()} to {table.index[-1].date()}", "lines": lines}],
-            f"daily {price} (USD)",
-            f"{' and '.join(self.symbols)}",
-        )
-        return {"figure": path.name, "symbols": self.symbols,
-                "days": {s: int(table[s].notna().sum()) for s in self.symbols}}
+def forecast_blocks(splits: Splits) -> "tuple[torch.Tensor, int, List[tuple]]":
+    """Blocks of 2 x context days of every test series: (blocks (N, 2C) in data units, C, [(name, start day)])."""
+    series, days = splits.series, splits.series.shape[1]
+    context = min(splits.seq_len, days // 2)
+    starts = list(range(0, days - 2 * context + 1, 2 * context))
+    blocks = torch.cat([series[:, s : s + 2 * context] for s in starts])
+    index = [(name, s) for s in starts for name in splits.series_names]
+    return blocks, context, index

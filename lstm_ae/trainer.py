@@ -3,7 +3,11 @@
 A task supplies ``losses(output, batch) -> {"loss": total, ...}`` (batch means); the trainer
 does the rest: batching by indexing in-memory tensors, optimizer and scheduler, gradient
 clipping, mixed precision, validation after every epoch, the best-on-validation checkpoint,
-``metrics.csv``, and the final evaluation of a split.
+``metrics.csv``, resuming from ``checkpoints/last.pt``, and :meth:`Trainer.predict`, the one way
+the model is run for evaluation (validation, test metrics, forecasts and figures alike).
+
+Reading order: :meth:`Trainer.fit` (the epoch loop), then the pieces it calls: ``_train_epoch``,
+:class:`TrainState` (what ``last.pt`` holds), :class:`MetricsFile` (``metrics.csv``).
 """
 from __future__ import annotations
 
@@ -24,15 +28,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lstm_ae.config import Device, Precision
+from lstm_ae.config import Device, Precision, TrainerConfig
 from lstm_ae.data import Split, Splits
-from lstm_ae.errors import CheckpointError, TrainingDiverged
+from lstm_ae.errors import CheckpointError, ConfigError, TrainingDiverged
+from lstm_ae.model import AEOutput
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
 EpochCallback = Callable[[int, nn.Module, Dict[str, float]], None]
+
+# Measured on 2 cores (bench/throughput.py): 2 shards train pixel-by-pixel MNIST (784 steps)
+# ~1.5x faster, toy sequences (50 steps) no faster and row-by-row MNIST (28 steps) slower.
+AUTO_SHARDS_MIN_STEPS = 256
 
 
 def seed_everything(seed: int) -> None:
@@ -41,13 +50,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def configure_torch(num_threads: Optional[int]) -> None:
+    """Process-wide torch settings, set once by the entry point (``lstm_ae.experiment``).
+
+    ``num_threads``: torch's intra-op threads (None keeps torch's default). Denormal floats appear
+    in long backward passes through saturated gates; flushing them to zero makes pixel-by-pixel
+    MNIST several times faster on CPU and changes results only in values below 1e-38.
+    """
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    torch.set_flush_denormal(True)
+
+
 def resolve_device(device: Device | str) -> torch.device:
     name = getattr(device, "value", device)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        from lstm_ae.errors import ConfigError
-
         raise ConfigError("trainer.device=cuda but no CUDA GPU is visible; use trainer.device=auto or cpu")
     return torch.device(name)
 
@@ -62,66 +81,276 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 @dataclass
 class FitResult:
-    history: List[Dict[str, float]] = field(default_factory=list)  # one row per epoch
+    history: List[Dict[str, float]] = field(default_factory=list)  # one row per epoch (metrics.csv)
     best_epoch: int = 0
     best: Dict[str, float] = field(default_factory=dict)  # validation metrics at best_epoch
     seconds: float = 0.0
 
 
-class Trainer:
-    def __init__(
-        self,
-        run_dir: Path | str,
-        epochs: int = 100,
-        batch_size: int = 64,
-        eval_batch_size: int = 2048,
-        grad_clip: Optional[float] = 1.0,
-        seed: int = 0,
-        device: Device | str = "auto",
-        num_threads: Optional[int] = None,
-        precision: Precision | str = "fp32",
-        shards: Optional[int] = None,
-        patience: Optional[int] = None,
-        progress: bool = True,
-        save_checkpoints: bool = True,
-        resume: Optional[str] = None,  # used by the experiment (which run folder); see fit(resume=...)
-    ) -> None:
-        self.run_dir = Path(run_dir)
-        self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
-        self.grad_clip, self.seed, self.patience = grad_clip, seed, patience
-        self.progress, self.save_checkpoints = progress, save_checkpoints
-        self.device = resolve_device(device)
-        self.precision = Precision(getattr(precision, "value", precision))
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        self.num_threads = torch.get_num_threads()
-        # Sharded steps run on CPU threads; on a GPU one kernel stream does the whole batch.
-        self.shards = shards if self.device.type == "cpu" else 1
-        # Denormal floats appear in long backward passes through saturated gates; flushing them
-        # to zero makes pixel-by-pixel MNIST several times faster on CPU. It is process-wide and
-        # changes results only in values below 1e-38.
-        torch.set_flush_denormal(True)
+@dataclass
+class TrainState:
+    """What changes while training, beside the model, optimizer and scheduler; ``last.pt`` holds it."""
 
-    # ------------------------------------------------------------------ helpers
-    def _autocast(self):
-        return torch.autocast(
-            device_type=self.device.type,
-            dtype=torch.bfloat16,
-            enabled=self.precision is Precision.bf16,
-        )
+    result: FitResult = field(default_factory=FitResult)
+    epoch: int = 0  # the last finished epoch
+    finished: bool = False  # the last epoch or an early stop: a resume has nothing left to train
+    best_loss: float = math.inf
+    best_model: Optional[Dict[str, torch.Tensor]] = None
+    stale: int = 0  # epochs since the best one
+
+    def update_best(self, epoch: int, val: Dict[str, float], model: nn.Module) -> bool:
+        """Record epoch ``epoch``'s validation metrics; True when its loss is the best so far."""
+        if val["loss"] < self.best_loss:
+            self.best_loss, self.stale = val["loss"], 0
+            self.best_model = copy.deepcopy(model.state_dict())
+            self.result.best_epoch, self.result.best = epoch, val
+            return True
+        self.stale += 1
+        return False
+
+    def checkpoint(self, model: nn.Module, opt, sched, batches: torch.Generator, cuda: bool) -> Dict[str, Any]:
+        """Everything needed to continue after ``self.epoch`` exactly as if never stopped."""
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": None if sched is None else sched.state_dict(),
+            "epoch": self.epoch,
+            "finished": self.finished,
+            "best_model": self.best_model,
+            "best_epoch": self.result.best_epoch,
+            "best_val": self.result.best,
+            "best_loss": self.best_loss,
+            "stale": self.stale,
+            "seconds": self.result.seconds,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if cuda else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "batches": batches.get_state(),
+            },
+        }
+
+    @classmethod
+    def restore(cls, path: Path, model: nn.Module, opt, sched, batches: torch.Generator) -> "TrainState":
+        """Load ``last.pt`` into the model, optimizer, scheduler and RNGs; the state to continue from."""
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # truncated, not a checkpoint, another format ...
+            raise CheckpointError(
+                f"checkpoint {path} is not readable ({type(err).__name__}: {str(err)[:120]}); delete it "
+                "to start afresh, or point trainer.resume at another run"
+            ) from None
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            if sched is not None and saved["scheduler"] is not None:
+                sched.load_state_dict(saved["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this model or optimizer ({str(err).splitlines()[0][:160]}); "
+                "resume with the run's own config (its .hydra/config.yaml)"
+            ) from None
+        rng = saved["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        batches.set_state(rng["batches"])
+        result = FitResult(best_epoch=saved["best_epoch"], best=saved["best_val"], seconds=saved["seconds"])
+        return cls(result=result, epoch=saved["epoch"], finished=saved.get("finished", False),
+                   best_loss=saved["best_loss"], best_model=saved["best_model"], stale=saved["stale"])
+
+
+class MetricsFile:
+    """``metrics.csv``: one row per epoch, flushed as it is written.
+
+    Opened to continue after epoch ``keep``, it keeps the complete rows up to that epoch (a row
+    cut by a crash, or written after the checkpoint, is dropped) and appends after them.
+    """
+
+    def __init__(self, path: Path, keep: int = 0) -> None:
+        self.path, self.file, self.writer = path, None, None
+        self.rows = self._read(path, keep) if keep else []
+        if self.rows:
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+                writer.writeheader()
+                writer.writerows(self.rows)
+            os.replace(tmp, path)
+
+    @staticmethod
+    def _read(path: Path, upto: int) -> List[Dict[str, float]]:
+        if not path.exists():
+            return []
+        rows = []
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                try:
+                    values = {k: float(v) for k, v in row.items() if k is not None}
+                except (TypeError, ValueError):
+                    continue
+                if len(values) == len(reader.fieldnames) and values["epoch"] <= upto:
+                    rows.append({**values, "epoch": int(values["epoch"])})
+        return rows
+
+    def append(self, row: Dict[str, float]) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a" if self.rows else "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            if not self.rows:
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        self.rows.append(row)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class Trainer:
+    """Trains a model into ``run_dir`` with the settings of the ``trainer`` config group."""
+
+    def __init__(self, run_dir: Path | str, cfg: TrainerConfig | Any) -> None:
+        self.run_dir, self.cfg = Path(run_dir), cfg
+        self.device = resolve_device(cfg.device)
+        self.precision = Precision(getattr(cfg.precision, "value", cfg.precision))
+
+    # --------------------------------------------------------------- evaluation
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision is Precision.bf16)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, x: torch.Tensor) -> AEOutput:
+        """The model's outputs for ``x`` in batches of ``eval_batch_size``, at the trainer's precision,
+        as fp32 tensors on ``x``'s device. Every evaluation -- validation, test metrics, forecasts,
+        figures -- runs the model through here."""
+        model.eval()
+        outs = []
+        for chunk in x.split(self.cfg.eval_batch_size):
+            with self.autocast():
+                out = model(chunk.to(self.device))
+            outs.append(out.map(lambda t: t.float().to(x.device)))
+        return AEOutput.cat(outs)
+
+    def evaluate(self, model: nn.Module, task: Any, split: Split) -> Dict[str, float]:
+        """Every loss part of ``task`` over the whole of ``split``."""
+        return {k: v.item() for k, v in task.losses(self.predict(model, split.x), split).items()}
+
+    # ------------------------------------------------------------------ training
+    def fit(self, model: nn.Module, task: Any, splits: Splits, optimizer: OptimizerFactory,
+            scheduler: Optional[SchedulerFactory] = None, callbacks: Sequence[EpochCallback] = (),
+            resume: bool = False) -> FitResult:
+        """Train on ``splits.train``, validate every epoch, keep the best-on-validation weights.
+
+        ``metrics.csv`` and ``checkpoints/{best,last}.pt`` are written into the run folder as
+        training goes. With ``resume``, a ``last.pt`` there is loaded and training continues after
+        its epoch, with the result of an uninterrupted run (CPU, same seed). ``callbacks`` are
+        called as ``callback(epoch, model, row)`` after each epoch, outside its timing. On return
+        the model holds the best weights.
+        """
+        cfg = self.cfg
+        model.to(self.device)
+        train, val = splits.train.to(self.device), splits.val.to(self.device)
+        opt = optimizer(model.parameters())
+        steps = math.ceil(len(train) / cfg.batch_size)
+        sched = scheduler(opt, steps) if scheduler is not None else None
+        per_batch = isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
+        batches = torch.Generator().manual_seed(cfg.seed)
+        last = self.run_dir / "checkpoints" / "last.pt"
+        state = TrainState()
+        if resume and last.exists():
+            state = TrainState.restore(last, model, opt, sched, batches)
+            log.info("resumed from %s after epoch %d", last, state.epoch)
+        metrics = MetricsFile(self.run_dir / "metrics.csv", keep=state.epoch)
+        state.result.history = metrics.rows
+        started = time.perf_counter() - state.result.seconds
+        shards = self.shards_for(train.x.shape[1])
+        pool = ThreadPoolExecutor(shards, thread_name_prefix="shard") if shards > 1 else None
+        if pool is not None:
+            log.info("each batch in %d shards computed at once (trainer.shards)", shards)
+        try:
+            for epoch in range(state.epoch + 1, 1 if state.finished else cfg.epochs + 1):
+                t0, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+                train_metrics = self._train_epoch(model, task, train, opt, sched if per_batch else None,
+                                                  batches, epoch, pool, shards)
+                val_metrics = self.evaluate(model, task, val)
+                self._check_finite("validation", val_metrics["loss"], epoch, opt)
+                if sched is not None and not per_batch:
+                    plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+                    sched.step(val_metrics["loss"]) if plateau else sched.step()
+                row = {"epoch": epoch, **{f"train_{k}": v for k, v in train_metrics.items()},
+                       **{f"val_{k}": v for k, v in val_metrics.items()}, "lr": lr, "seconds": time.perf_counter() - t0}
+                metrics.append(row)
+                improved = state.update_best(epoch, val_metrics, model)
+                if improved and cfg.save_checkpoints:
+                    save_atomic({"model": state.best_model, "epoch": epoch, "val": val_metrics},
+                                self.run_dir / "checkpoints" / "best.pt")
+                stop = cfg.patience is not None and state.stale >= cfg.patience
+                state.epoch, state.finished = epoch, stop or epoch == cfg.epochs
+                state.result.seconds = time.perf_counter() - started
+                if cfg.save_checkpoints:
+                    save_atomic(state.checkpoint(model, opt, sched, batches, self.device.type == "cuda"), last)
+                for callback in callbacks:
+                    callback(epoch, model, row)
+                log.info("epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.3g  %.1fs%s", epoch, cfg.epochs,
+                         train_metrics["loss"], val_metrics["loss"], lr, row["seconds"], "  *" if improved else "")
+                if stop:
+                    log.info("early stop: no better val_loss for %d epochs", state.stale)
+                    break
+        finally:
+            if pool is not None:
+                pool.shutdown()
+            metrics.close()
+        state.result.seconds = time.perf_counter() - started
+        if state.best_model is not None:
+            model.load_state_dict(state.best_model)
+        return state.result
+
+    def _train_epoch(self, model: nn.Module, task: Any, train: Split, opt, per_batch_sched, batches, epoch: int,
+                     pool: Optional[ThreadPoolExecutor], shards: int) -> Dict[str, float]:
+        """One pass over ``train`` in a seeded random order; the epoch's mean of every loss part."""
+        cfg = self.cfg
+        model.train()
+        order = torch.randperm(len(train), generator=batches).to(self.device)
+        steps = math.ceil(len(train) / cfg.batch_size)
+        check_every = 1 if self.device.type == "cpu" else 25  # a check costs a host sync on a GPU
+        totals: Dict[str, torch.Tensor] = {}
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress,
+                   mininterval=0.5)
+        for step in bar:
+            batch = train[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+            opt.zero_grad(set_to_none=True)
+            parts = self._forward_backward(model, task, batch, pool, shards)
+            if (step + 1) % check_every == 0 or step + 1 == steps:  # stop before a bad step changes the weights
+                self._check_finite(f"training (step {step + 1} of {steps})", parts["loss"].item(), epoch, opt)
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if per_batch_sched is not None:
+                per_batch_sched.step()
+            for k, v in parts.items():  # summed on the device: no host synchronisation per step
+                totals[k] = totals.get(k, 0.0) + v.detach() * len(batch)
+        return {k: v.item() / len(train) for k, v in totals.items()}
 
     def _losses(self, model: nn.Module, task: Any, batch: Split) -> Dict[str, torch.Tensor]:
-        with self._autocast():
+        with self.autocast():
             out = model(batch.x)
         return task.losses(out.float(), batch)  # losses and metrics always in fp32
 
-    # Measured on 2 cores (bench/throughput.py): 2 shards train pixel-by-pixel MNIST (784 steps)
-    # ~1.5x faster, toy sequences (50 steps) no faster and row-by-row MNIST (28 steps) slower.
-    AUTO_SHARDS_MIN_STEPS = 256
-
-    def auto_shards(self, steps: int) -> int:
-        """``shards=null`` (CPU): one shard per thread for long sequences, else no sharding."""
-        return self.num_threads if steps >= self.AUTO_SHARDS_MIN_STEPS else 1
+    def shards_for(self, steps: int) -> int:
+        """Shards per batch: ``trainer.shards``, or with null one per thread for sequences of at least
+        AUTO_SHARDS_MIN_STEPS steps (else 1); always 1 off the CPU."""
+        if self.device.type != "cpu":
+            return 1
+        if self.cfg.shards is not None:
+            return self.cfg.shards
+        return torch.get_num_threads() if steps >= AUTO_SHARDS_MIN_STEPS else 1
 
     def _forward_backward(self, model: nn.Module, task: Any, batch: Split,
                           pool: Optional[ThreadPoolExecutor] = None, shards: int = 1) -> Dict[str, torch.Tensor]:
@@ -139,9 +368,7 @@ class Trainer:
             parts["loss"].backward()
             return parts
         params = [p for p in model.parameters() if p.requires_grad]
-        xs = torch.tensor_split(batch.x, shards)
-        ys = [None] * len(xs) if batch.y is None else torch.tensor_split(batch.y, shards)
-        pieces = [Split(x, y) for x, y in zip(xs, ys) if len(x)]
+        pieces = [batch[idx] for idx in torch.arange(len(batch)).tensor_split(shards) if len(idx)]
 
         def work(shard: Split):
             torch.set_num_threads(1)  # this thread's ops (and oneDNN's) run on this core only
@@ -150,248 +377,23 @@ class Trainer:
             grads = torch.autograd.grad(parts["loss"] * weight, params, allow_unused=True)
             return {k: v.detach() * weight for k, v in parts.items()}, grads
 
+        threads = torch.get_num_threads()
         try:
             results = list(pool.map(work, pieces))
         finally:
-            torch.set_num_threads(self.num_threads)
+            torch.set_num_threads(threads)
         parts = {k: sum(r[0][k] for r in results) for k in results[0][0]}
         for i, p in enumerate(params):
             grads = [r[1][i] for r in results if r[1][i] is not None]
             p.grad = sum(grads[1:], grads[0].clone()) if grads else None
         return parts
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, task: Any, split: Split) -> Dict[str, float]:
-        """Dataset means of every loss part of ``task`` over ``split``."""
-        model.eval()
-        split = split.to(self.device)
-        totals: Dict[str, torch.Tensor] = {}
-        for start in range(0, len(split), self.eval_batch_size):
-            idx = slice(start, start + self.eval_batch_size)
-            batch = Split(split.x[idx], None if split.y is None else split.y[idx])
-            for k, v in self._losses(model, task, batch).items():
-                totals[k] = totals.get(k, 0.0) + v.detach() * len(batch)
-        return {k: v.item() / len(split) for k, v in totals.items()}
-
-    def _diverged(self, where: str, value: float, epoch: int, opt: torch.optim.Optimizer) -> None:
+    def _check_finite(self, where: str, value: float, epoch: int, opt: torch.optim.Optimizer) -> None:
+        if math.isfinite(value):
+            return
         last = self.run_dir / "checkpoints" / "last.pt"
         kept = f"; the last good epoch's checkpoint is {last}" if last.exists() else ""
         raise TrainingDiverged(
             f"{where} loss became {value} in epoch {epoch}{kept}. Try a lower optimizer.lr "
             f"(now {opt.param_groups[0]['lr']:g}) or gradient clipping (trainer.grad_clip)."
         )
-
-    # ------------------------------------------------------------- checkpoints
-    def _state(self, model, opt, sched, gen, epoch, finished, result, best_state, best_loss, stale) -> Dict[str, Any]:
-        """Everything needed to continue after ``epoch`` exactly as if never stopped."""
-        return {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": None if sched is None else sched.state_dict(),
-            "epoch": epoch,
-            "finished": finished,  # the last epoch or an early stop: a resume has nothing left to train
-            "best_model": best_state,
-            "best_epoch": result.best_epoch,
-            "best_val": result.best,
-            "best_loss": best_loss,
-            "stale": stale,
-            "seconds": result.seconds,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "batches": gen.get_state(),
-            },
-        }
-
-    def _load_last(self, path: Path) -> Dict[str, Any]:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # truncated, not a checkpoint, another format ...
-            raise CheckpointError(
-                f"checkpoint {path} is not readable ({type(err).__name__}: {str(err)[:120]}); delete it "
-                "to start afresh, or point trainer.resume at another run"
-            ) from None
-
-    @staticmethod
-    def _read_history(path: Path, upto: int) -> List[Dict[str, float]]:
-        """The complete rows of metrics.csv up to epoch ``upto`` (a row cut by a crash is dropped)."""
-        if not path.exists():
-            return []
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            rows = []
-            for row in reader:
-                try:
-                    values = {k: float(v) for k, v in row.items() if k is not None}
-                except (TypeError, ValueError):
-                    continue
-                if len(values) == len(reader.fieldnames) and values["epoch"] <= upto:
-                    values["epoch"] = int(values["epoch"])
-                    rows.append(values)
-        return rows
-
-    # ---------------------------------------------------------------------- fit
-    def fit(
-        self,
-        model: nn.Module,
-        task: Any,
-        splits: Splits,
-        optimizer: OptimizerFactory,
-        scheduler: Optional[SchedulerFactory] = None,
-        callbacks: Sequence[EpochCallback] = (),
-        resume: bool = False,
-    ) -> FitResult:
-        """Train on ``splits.train``, validate every epoch, keep the best-on-validation weights.
-
-        ``metrics.csv`` and ``checkpoints/`` are written into the run folder as training goes;
-        ``checkpoints/last.pt`` (written atomically every epoch) holds the model, optimizer,
-        scheduler, RNG states and the best-so-far state. With ``resume``, a ``last.pt`` in the
-        run folder is loaded and training continues after its epoch, with the same result as an
-        uninterrupted run (CPU, same seed). ``callbacks`` are called as ``callback(epoch, model,
-        row)`` after each epoch (outside the epoch's timing). On return the model holds the best
-        weights.
-        """
-        model.to(self.device)
-        train, val = splits.train.to(self.device), splits.val.to(self.device)
-        opt = optimizer(model.parameters())
-        steps_per_epoch = math.ceil(len(train) / self.batch_size)
-        sched = scheduler(opt, steps_per_epoch) if scheduler is not None else None
-        per_batch = isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
-        on_plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        gen = torch.Generator().manual_seed(self.seed)
-        metrics_path = self.run_dir / "metrics.csv"
-        last_path = self.run_dir / "checkpoints" / "last.pt"
-        result = FitResult()
-        best_loss, best_state, stale, first = math.inf, None, 0, 1
-        if resume and last_path.exists():
-            state = self._load_last(last_path)
-            try:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                if sched is not None and state["scheduler"] is not None:
-                    sched.load_state_dict(state["scheduler"])
-            except (KeyError, RuntimeError, ValueError) as err:
-                raise CheckpointError(
-                    f"checkpoint {last_path} does not fit this model or optimizer ({str(err).splitlines()[0][:160]}); "
-                    "resume with the run's own config (its .hydra/config.yaml)"
-                ) from None
-            rng = state["rng"]
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
-            gen.set_state(rng["batches"])
-            best_state, best_loss, stale = state["best_model"], state["best_loss"], state["stale"]
-            result.best_epoch, result.best, result.seconds = state["best_epoch"], state["best_val"], state["seconds"]
-            first = state["epoch"] + 1
-            result.history = self._read_history(metrics_path, state["epoch"])
-            log.info("resumed from %s after epoch %d", last_path, state["epoch"])
-            if state.get("finished"):
-                first = self.epochs + 1  # nothing left to do
-        if result.history:  # rewrite the kept rows (drops any row after the checkpoint)
-            tmp = metrics_path.with_name(metrics_path.name + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(result.history[0]))
-                w.writeheader()
-                w.writerows(result.history)
-            os.replace(tmp, metrics_path)
-        metrics_file, writer = None, None
-        check_every = 1 if self.device.type == "cpu" else 25  # a check costs a host sync on a GPU
-        started = time.perf_counter() - result.seconds
-        shards = self.shards or self.auto_shards(train.x.shape[1])
-        pool = ThreadPoolExecutor(shards, thread_name_prefix="shard") if shards > 1 else None
-        if pool is not None:
-            log.info("each batch in %d shards computed at once (trainer.shards)", shards)
-        try:
-            for epoch in range(first, self.epochs + 1):
-                t0 = time.perf_counter()
-                lr = opt.param_groups[0]["lr"]
-                model.train()
-                order = torch.randperm(len(train), generator=gen).to(self.device)
-                totals: Dict[str, torch.Tensor] = {}
-                bar = tqdm(
-                    range(steps_per_epoch),
-                    desc=f"epoch {epoch}/{self.epochs}",
-                    leave=False,
-                    disable=not self.progress,
-                    mininterval=0.5,
-                )
-                for step in bar:
-                    idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-                    batch = Split(train.x[idx], None if train.y is None else train.y[idx])
-                    opt.zero_grad(set_to_none=True)
-                    parts = self._forward_backward(model, task, batch, pool, shards)
-                    if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
-                        loss = parts["loss"].item()
-                        if not math.isfinite(loss):  # stop before the bad step changes the weights
-                            self._diverged(f"training (step {step + 1} of {steps_per_epoch})", loss, epoch, opt)
-                    if self.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-                    opt.step()
-                    if per_batch:
-                        sched.step()
-                    # Summed on the device: no host synchronisation per step.
-                    for k, v in parts.items():
-                        totals[k] = totals.get(k, 0.0) + v.detach() * len(idx)
-                train_metrics = {k: v.item() / len(train) for k, v in totals.items()}
-                val_metrics = self.evaluate(model, task, val)
-                for where, value in (("training", train_metrics["loss"]), ("validation", val_metrics["loss"])):
-                    if not math.isfinite(value):
-                        self._diverged(where, value, epoch, opt)
-                if sched is not None and not per_batch:
-                    sched.step(val_metrics["loss"]) if on_plateau else sched.step()
-                row: Dict[str, float] = {"epoch": epoch}
-                row.update({f"train_{k}": v for k, v in train_metrics.items()})
-                row.update({f"val_{k}": v for k, v in val_metrics.items()})
-                row.update(lr=lr, seconds=time.perf_counter() - t0)
-                result.history.append(row)
-                if writer is None:
-                    self.run_dir.mkdir(parents=True, exist_ok=True)
-                    fresh = not (metrics_path.exists() and epoch > 1)
-                    metrics_file = open(metrics_path, "w" if fresh else "a", newline="")
-                    writer = csv.DictWriter(metrics_file, fieldnames=list(row))
-                    if fresh:
-                        writer.writeheader()
-                writer.writerow(row)
-                metrics_file.flush()
-
-                improved = val_metrics["loss"] < best_loss
-                if improved:
-                    best_loss, stale = val_metrics["loss"], 0
-                    best_state = copy.deepcopy(model.state_dict())
-                    result.best_epoch, result.best = epoch, val_metrics
-                    if self.save_checkpoints:
-                        save_atomic(
-                            {"model": best_state, "epoch": epoch, "val": val_metrics},
-                            self.run_dir / "checkpoints" / "best.pt",
-                        )
-                else:
-                    stale += 1
-                result.seconds = time.perf_counter() - started
-                stop = self.patience is not None and stale >= self.patience
-                if self.save_checkpoints:
-                    finished = stop or epoch == self.epochs
-                    state = self._state(model, opt, sched, gen, epoch, finished, result, best_state, best_loss, stale)
-                    save_atomic(state, last_path)
-                for callback in callbacks:
-                    callback(epoch, model, row)
-                log.info(
-                    "epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.3g  %.1fs%s",
-                    epoch, self.epochs, train_metrics["loss"], val_metrics["loss"], lr,
-                    row["seconds"], "  *" if improved else "",
-                )
-                if stop:
-                    log.info("early stop: no better val_loss for %d epochs", stale)
-                    break
-        finally:
-            if pool is not None:
-                pool.shutdown()
-            if metrics_file is not None:
-                metrics_file.close()
-        result.seconds = time.perf_counter() - started
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        return result

@@ -1,25 +1,55 @@
-"""Data modules. Each returns :class:`Splits`: in-memory tensors ready for the trainer."""
+"""Data modules. Each loader returns :class:`Splits`: in-memory tensors ready for the trainer.
+
+What a dataset can do is said by typed fields, never by its name: class labels
+(``Split.labels``, ``Splits.num_classes``) make classification possible; next-step targets
+(``Split.next_value``) make one-step prediction possible; groups (``Split.group``,
+``Splits.group_names``) make cross-validation by group possible; a way back to the data's own
+units (``Split.offset``/``Split.scale``, ``Splits.unit``) adds errors in those units; dates,
+image shapes and highlighted time steps tell the figures how to draw a sequence.
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from lstm_ae.errors import ConfigError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 @dataclass
 class Split:
-    x: torch.Tensor  # (N, T, features), float32 in [0, 1]
-    y: Optional[torch.Tensor] = None  # (N,) class labels, when the data has them
+    """Sequences and what is known of each one; every tensor field has one row per sequence."""
+
+    x: torch.Tensor  # (N, T, m) float32, min-max scaled to [0, 1]
+    labels: Optional[torch.Tensor] = None  # (N,) int64 class of each sequence
+    next_value: Optional[torch.Tensor] = None  # (N, m) the value after the sequence, scaled like x
+    group: Optional[torch.Tensor] = None  # (N,) int64 index into Splits.group_names (e.g. the stock)
+    start: Optional[torch.Tensor] = None  # (N,) int64 index into Splits.dates of the first step
+    offset: Optional[torch.Tensor] = None  # (N,) float64: value in data units = x * scale + offset
+    scale: Optional[torch.Tensor] = None  # (N,) float64
+    highlight: Optional[torch.Tensor] = None  # (N, 2) int64 first and last (1-based) step to shade in figures
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def __getitem__(self, index) -> "Split":
+        """The sequences at ``index`` (a slice, an index tensor or a list), every field alike."""
+        return Split(**{f.name: None if (v := getattr(self, f.name)) is None else v[index] for f in fields(self)})
+
     def to(self, device: torch.device | str) -> "Split":
-        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+        """The tensors the model and the losses read (x, labels, next_value) on ``device``."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, x=move(self.x), labels=move(self.labels), next_value=move(self.next_value))
+
+    def in_units(self, values: torch.Tensor) -> torch.Tensor:
+        """Scaled values (N, T) of these sequences back in data units (float64)."""
+        return values.double() * self.scale.unsqueeze(1) + self.offset.unsqueeze(1)
 
 
 @dataclass
@@ -27,7 +57,16 @@ class Splits:
     train: Split
     val: Split
     test: Split
-    meta: Dict[str, Any] = field(default_factory=dict)  # what figures need (e.g. dip positions)
+    num_classes: Optional[int] = None  # labels are 0 .. num_classes-1
+    image_shape: Optional[Tuple[int, int]] = None  # each sequence is an image of this shape (figures)
+    group_names: Optional[List[str]] = None  # Split.group indexes this; train+val groups come first,
+    #   numbered in a seeded random order, so contiguous blocks of them are random folds
+    dates: Optional["pd.DatetimeIndex"] = None  # Split.start indexes this
+    unit: Optional[str] = None  # the data's own unit (Split.offset/scale lead back to it), e.g. "USD"
+    value_name: str = "value"  # what one value is, for axis labels (e.g. "daily high")
+    series: Optional[torch.Tensor] = None  # (S, days) whole series of the test groups, in data units
+    series_names: Optional[List[str]] = None  # the S groups of ``series``
+    overview: Optional["pd.DataFrame"] = None  # dates x names, in data units: drawn before training
 
     @property
     def num_features(self) -> int:
@@ -36,6 +75,10 @@ class Splits:
     @property
     def seq_len(self) -> int:
         return self.train.x.shape[1]
+
+    @property
+    def has_next(self) -> bool:
+        return self.train.next_value is not None
 
 
 def default_root() -> str:
@@ -51,3 +94,35 @@ def split_sizes(n: int, fractions: "list[float]") -> "tuple[int, int, int]":
     if n_train < 1:
         raise ConfigError(f"{n} sequences are too few for a train/val/test split of {list(fractions)}")
     return n_train, n_val, n_test
+
+
+def group_folds(splits: Splits, folds: int) -> List[Splits]:
+    """k-fold cross-validation by group: fold k validates on the k-th block of the train+val groups.
+
+    Train and validation sequences are pooled; the groups they hold (numbered in a seeded random
+    order by the loader) are cut into ``folds`` contiguous blocks; each fold trains on the others.
+    Within a part, sequences keep the loader's order (by group name, then position). The test
+    split is the same for every fold.
+    """
+    if splits.group_names is None or splits.train.group is None:
+        raise ConfigError("task.folds (cross-validation) needs a dataset with groups (dataset=sp500); set task.folds=null")
+    pool = concat(splits.train, splits.val)
+    ids = np.unique(pool.group.numpy())
+    if not 2 <= folds <= len(ids):
+        raise ConfigError(
+            f"task.folds={folds} needs 2 <= folds <= {len(ids)} (the groups left for training and validation)"
+        )
+    names = np.array(splits.group_names)
+    key = np.lexsort((np.arange(len(pool)), names[pool.group.numpy()]))  # by group name, then position
+    pool = pool[torch.from_numpy(key)]
+    out = []
+    for val_ids in np.array_split(ids, folds):
+        in_val = torch.from_numpy(np.isin(pool.group.numpy(), val_ids))
+        out.append(replace(splits, train=pool[~in_val], val=pool[in_val]))
+    return out
+
+
+def concat(a: Split, b: Split) -> Split:
+    """The sequences of ``a`` then those of ``b``."""
+    return Split(**{f.name: None if (u := getattr(a, f.name)) is None else torch.cat([u, getattr(b, f.name)])
+                    for f in fields(a)})

@@ -15,8 +15,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from lstm_ae.config import Layout
 from lstm_ae.data import Split, Splits, default_root
-from lstm_ae.errors import DataError
+from lstm_ae.errors import ConfigError, DataError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -69,7 +70,7 @@ def _download(root: Path) -> None:
 
 def load_mnist(
     root: Optional[str] = None,
-    layout: str = "row",
+    layout: Layout | str = Layout.row,
     val_size: int = 5000,
     seed: int = 0,
     download: bool = False,
@@ -81,8 +82,7 @@ def load_mnist(
     10,000 test images are only the test split. ``limit`` keeps the first images of each file
     (for quick trials).
     """
-    if layout not in ("row", "pixel"):
-        raise DataError(f"dataset.layout must be 'row' or 'pixel'; got {layout!r}")
+    layout = Layout(layout)
     root_path = Path(root or default_root()).expanduser()
     raw = root_path / "MNIST" / "raw"
     missing = [name for name in FILES.values() if not (raw / name).is_file()]
@@ -100,12 +100,12 @@ def load_mnist(
 
     def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
         x = torch.from_numpy(images.astype(np.float32) / 255.0)
-        x = x.reshape(len(x), 28, 28) if layout == "row" else x.reshape(len(x), 28 * 28, 1)
-        return Split(x, torch.from_numpy(labels.astype(np.int64)))
+        x = x.reshape(len(x), 28, 28) if layout is Layout.row else x.reshape(len(x), 28 * 28, 1)
+        return Split(x, labels=torch.from_numpy(labels.astype(np.int64)))
 
     n_train = len(arrays["train_images"])
-    if not 0 < val_size < n_train:
-        raise DataError(f"dataset.val_size must be between 1 and {n_train - 1} (training images); got {val_size}")
+    if val_size >= n_train:  # (val_size >= 1 is checked with the config)
+        raise ConfigError(f"dataset.val_size must be below {n_train} (the training images); got {val_size}")
     order = np.random.default_rng(seed).permutation(n_train)
     val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
     ti, tl = arrays["train_images"], arrays["train_labels"]
@@ -113,5 +113,6 @@ def load_mnist(
         train=to_split(ti[train_idx], tl[train_idx]),
         val=to_split(ti[val_idx], tl[val_idx]),
         test=to_split(arrays["test_images"], arrays["test_labels"]),
-        meta={"name": "mnist", "layout": layout, "image_shape": (28, 28), "num_classes": 10},
+        num_classes=10,
+        image_shape=(28, 28),
     )

@@ -8,11 +8,11 @@ shared data), or any ``.csv`` / ``.csv.gz`` given as ``path``; when it is absent
 
 - only stocks with a price on every trading day are kept (equal lengths);
 - stocks, not windows, are split: a seeded share of the stocks is held out for testing, the rest
-  go to training/validation (or to ``folds`` cross-validation folds), so no two parts share a
-  stock or an overlapping window;
+  go to training/validation (or, by group, to cross-validation folds: ``lstm_ae.data.group_folds``),
+  so no two parts share a stock or an overlapping window;
 - each stock's series is cut into windows of ``seq_len`` days (every ``stride`` days), and each
   window is min-max scaled with the min and max of **its own days only** -- the days the model
-  reads. The day after the window (the one-step target of the last position, kept in ``y``) is
+  reads. The day after the window (the one-step target of the last position, ``next_value``) is
   scaled with the same numbers and never enters them, so it may fall outside [0, 1].
 """
 from __future__ import annotations
@@ -21,19 +21,20 @@ import functools
 import gzip
 import zlib
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lstm_ae.config import Price
 from lstm_ae.data import Split, Splits, default_root
 from lstm_ae.errors import ConfigError, DataError
 
 KAGGLE_DATASET = "gauravmehta13/sp-500-stock-prices"
 KAGGLE_FILE = "SP 500 Stock Prices 2014-2017.csv"
 COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
-PRICES = ["open", "high", "low", "close"]
+PRICES = [p.value for p in Price]
 CANDIDATES = ["sp500/sp500_2014_2017.csv.gz", "sp500/sp500_2014_2017.csv", f"sp500/{KAGGLE_FILE}", KAGGLE_FILE]
 HOW_TO_FIX = (
     f"put the Kaggle file '{KAGGLE_FILE}' (or a .csv.gz of it) at <root>/sp500/, set dataset.root "
@@ -121,14 +122,12 @@ def read_prices(path: Path | str) -> pd.DataFrame:
 
 def price_table(df: pd.DataFrame, price: str = "high") -> pd.DataFrame:
     """Dates x symbols table of one price column (NaN where a stock has no price that day)."""
-    if price not in PRICES:
-        raise ConfigError(f"dataset.price must be one of {', '.join(PRICES)}; got {price!r}")
     return df.pivot(index="date", columns="symbol", values=price).sort_index()
 
 
 @functools.lru_cache(maxsize=2)
 def _cached_table(file: str, mtime_ns: int, price: str) -> pd.DataFrame:
-    """The price table of a file, read once per process (cross-validation loads it per fold)."""
+    """The price table of a file, read and validated once per process."""
     return price_table(read_prices(file), price)
 
 
@@ -137,30 +136,21 @@ def complete_stocks(table: pd.DataFrame) -> List[str]:
     return sorted(table.columns[table.notna().all()].tolist())
 
 
-def split_stocks(symbols: List[str], test_fraction: float, val_fraction: float,
-                 folds: Optional[int], fold: int, seed: int) -> Dict[str, List[str]]:
-    """Seeded split of the symbols into train/val/test; with ``folds``, val is fold ``fold``."""
+def split_stocks(symbols: List[str], test_fraction: float, val_fraction: float, seed: int) -> Dict[str, List[str]]:
+    """Seeded split of the symbols: ``{"test", "val", "train"}``, each in the seeded random order.
+
+    Test stocks are the first ``test_fraction`` of a seeded permutation, validation stocks the
+    next ``val_fraction`` of the rest. Cross-validation (``lstm_ae.data.group_folds``) cuts the
+    validation and training stocks, in this order, into folds instead.
+    """
     order = np.random.default_rng(seed).permutation(len(symbols))
     shuffled = [symbols[i] for i in order]
     n_test = max(1, round(len(symbols) * test_fraction))
     test, rest = shuffled[:n_test], shuffled[n_test:]
-    if folds is None:
-        n_val = max(1, round(len(rest) * val_fraction))
-        val, train = rest[:n_val], rest[n_val:]
-    else:
-        if not 2 <= folds <= len(rest):
-            raise ConfigError(
-                f"task.folds={folds} needs 2 <= folds <= {len(rest)} (the stocks left after "
-                f"holding out {n_test} test stocks)"
-            )
-        if not 0 <= fold < folds:
-            raise ConfigError(f"fold {fold} is not one of the {folds} folds")
-        parts = np.array_split(np.arange(len(rest)), folds)
-        val = [rest[i] for i in parts[fold]]
-        train = [rest[i] for p, idx in enumerate(parts) if p != fold for i in idx]
-    if not train:
+    n_val = max(1, round(len(rest) * val_fraction))
+    if len(rest) - n_val < 1:
         raise ConfigError(f"{len(symbols)} complete stocks are too few to keep any for training")
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    return {"val": rest[:n_val], "train": rest[n_val:], "test": test}
 
 
 def window_starts(days: int, seq_len: int, stride: int) -> np.ndarray:
@@ -179,30 +169,31 @@ def load_sp500(
     root: Optional[str] = None,
     path: Optional[str] = None,
     download: bool = False,
-    price: str = "high",
+    price: Price | str = Price.high,
+    plot_symbols: Sequence[str] = ("AMZN", "GOOGL"),
     seq_len: Optional[int] = 50,
     stride: Optional[int] = None,
     test_fraction: float = 0.2,
     val_fraction: float = 0.2,
     seed: int = 0,
-    folds: Optional[int] = None,
-    fold: int = 0,
-    table_only: bool = False,
 ) -> Splits:
     """Scaled windows of the complete stocks, split by stock (see the module docstring).
 
-    ``x``: (N, seq_len, 1) scaled prices; ``y``: (N, 1) the next day, scaled alike.
-    ``seq_len=None`` takes each whole series but its last day. ``meta`` holds what figures and
-    price-unit errors need: dates, the price table, symbols, each test window's start, lo and
-    span (``usd = scaled * span + lo``), and the test stocks' raw series. ``table_only``: no
-    sequences (empty splits), only the dates and the price table (for plots of the raw data).
+    ``x``: (N, seq_len, 1) scaled prices; ``next_value``: (N, 1) the next day, scaled alike.
+    ``seq_len=None`` takes each whole series but its last day. Each window knows its stock
+    (``group``), its first day (``start``, into ``dates``) and its scaling (``offset``, ``scale``:
+    USD = scaled * scale + offset); ``series`` holds the test stocks' whole series in USD.
+    ``overview`` holds the whole price series of ``plot_symbols`` (drawn before training).
     """
-    file = locate(root, path, download)
-    table = _cached_table(str(file.resolve()), file.stat().st_mtime_ns, price)
+    price = Price(price).value
+    table = load_table(root, path, download, price)
+    missing = [s for s in plot_symbols if s not in table.columns]
+    if missing:
+        raise DataError(
+            f"symbol(s) {', '.join(missing)} not in the price file (it has {len(table.columns)} symbols, "
+            f"e.g. {', '.join(list(table.columns[:5]))}); set dataset.plot_symbols=[...]"
+        )
     dates = table.index
-    if table_only:
-        empty = Split(torch.empty(0, 0, 1))
-        return Splits(empty, empty, empty, meta={"name": "sp500", "price": price, "dates": dates, "table": table})
     symbols = complete_stocks(table)
     if not symbols:
         raise DataError(f"no stock has a {price} price on all {len(dates)} days of the file")
@@ -215,19 +206,34 @@ def load_sp500(
             f"days and each window needs one more day for its next-day target; use <= {days - 1} or null"
         )
     stride = stride or seq_len
-    parts = split_stocks(symbols, test_fraction, val_fraction, folds, fold, seed)
-    starts = window_starts(days, seq_len, stride)
+    parts = split_stocks(symbols, test_fraction, val_fraction, seed)
+    names = parts["val"] + parts["train"] + parts["test"]  # group ids: train+val first, in seeded order
+    ids = {name: i for i, name in enumerate(names)}
+    starts = torch.from_numpy(window_starts(days, seq_len, stride))
     out: Dict[str, Split] = {}
-    meta: Dict[str, object] = {"name": "sp500", "price": price, "dates": dates, "table": table,
-                               "symbols": parts, "seq_len": seq_len}
-    for name, syms in parts.items():
+    for name in ("train", "val", "test"):
+        syms = sorted(parts[name])
         series = torch.tensor(table[syms].to_numpy().T, dtype=torch.float64)  # (stocks, days)
-        win = torch.stack([series[:, s : s + seq_len + 1] for s in starts], dim=1).reshape(-1, seq_len + 1)
+        win = torch.stack([series[:, s : s + seq_len + 1] for s in starts.tolist()], dim=1).reshape(-1, seq_len + 1)
         scaled, lo, span = scale_windows(win[:, :-1])
         nxt = (win[:, -1:] - lo) / span
-        out[name] = Split(scaled.float().unsqueeze(-1), nxt.float())
+        out[name] = Split(
+            x=scaled.float().unsqueeze(-1),
+            next_value=nxt.float(),
+            group=torch.tensor([ids[s] for s in syms]).repeat_interleave(len(starts)),
+            start=starts.repeat(len(syms)),
+            offset=lo.squeeze(1),
+            scale=span.squeeze(1),
+        )
         if name == "test":
-            meta["test_windows"] = [(sym, int(s)) for sym in syms for s in starts]
-            meta["test_lo"], meta["test_span"] = lo.squeeze(1), span.squeeze(1)
-            meta["test_series"] = series
-    return Splits(out["train"], out["val"], out["test"], meta=meta)
+            test_series, test_names = series, syms
+    return Splits(out["train"], out["val"], out["test"], group_names=names, dates=dates, unit="USD",
+                  value_name=f"daily {price}", series=test_series, series_names=test_names,
+                  overview=table[list(plot_symbols)])
+
+
+def load_table(root: Optional[str] = None, path: Optional[str] = None, download: bool = False,
+               price: Price | str = Price.high) -> pd.DataFrame:
+    """Dates x symbols table of one price column of the file :func:`locate` finds."""
+    file = locate(root, path, download)
+    return _cached_table(str(file.resolve()), file.stat().st_mtime_ns, Price(price).value)

@@ -13,15 +13,12 @@ import torch
 from lstm_ae.data import Split, Splits, split_sizes
 
 
-HALF_WIDTH = 5  # values at t = i-5 .. i+5 are scaled
-
-
 def make_toy(
     num_sequences: int = 10_000,
     seq_len: int = 50,
     dip_min: int = 20,
     dip_max: int = 30,
-    dip_half_width: int = HALF_WIDTH,
+    dip_half_width: int = 5,
     dip_scale: float = 0.1,
     seed: int = 0,
 ) -> "tuple[torch.Tensor, torch.Tensor]":
@@ -35,13 +32,20 @@ def make_toy(
     return x.unsqueeze(-1), centres
 
 
-def load_toy(split: Sequence[float] = (0.6, 0.2, 0.2), **generator: int | float) -> Splits:
-    """Train/validation/test splits of :func:`make_toy` data (``generator``: its keyword arguments)."""
-    x, centres = make_toy(**generator)
+def load_toy(
+    num_sequences: int = 10_000,
+    seq_len: int = 50,
+    dip_min: int = 20,
+    dip_max: int = 30,
+    dip_half_width: int = 5,
+    dip_scale: float = 0.1,
+    split: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+) -> Splits:
+    """Train/validation/test splits of :func:`make_toy` data; each sequence's dip is its ``highlight``."""
+    x, centres = make_toy(num_sequences, seq_len, dip_min, dip_max, dip_half_width, dip_scale, seed)
     n_train, n_val, _ = split_sizes(len(x), list(split))
+    dips = torch.stack([centres - dip_half_width, centres + dip_half_width], dim=1)
+    data = Split(x, highlight=dips)
     # The sequences are i.i.d., so consecutive blocks are as random a split as a permutation.
-    parts = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None))
-    train, val, test = (Split(x[p]) for p in parts)
-    half_width = generator.get("dip_half_width", HALF_WIDTH)
-    meta = {"name": "toy", "dip_centres": [centres[p] for p in parts], "dip_half_width": half_width}
-    return Splits(train, val, test, meta=meta)
+    return Splits(data[:n_train], data[n_train : n_train + n_val], data[n_train + n_val :])
