@@ -38,19 +38,19 @@ optuna: $(STAMP)
 	$(PY) lstm_ae_toy.py -m hparams_search=toy_optuna
 
 reproduce: $(STAMP)
-	$(PY) -m lstm_ae.reproduce budget=full
+	$(PY) -m lstm_ae.reproduce --budget full
 	$(PY) -m lstm_ae.report --runs outputs/reproduce/full --out report
 
 reproduce-smoke: $(STAMP)
-	$(PY) -m lstm_ae.reproduce budget=smoke
+	$(PY) -m lstm_ae.reproduce --budget smoke
 	$(PY) -m lstm_ae.report --runs outputs/reproduce/smoke --out report_smoke
 
 report: $(STAMP)
 	$(PY) -m lstm_ae.report --runs outputs/reproduce/full --out report
 
 bench: $(STAMP)
-	$(PY) -m bench.throughput
-	$(PY) -m bench.time_to_accuracy
+	$(PY) -m bench.throughput --out bench/results/throughput.json
+	$(PY) -m bench.time_to_accuracy --out bench/results/time_to_accuracy.json
 
 clean:
 	rm -rf $(VENV) outputs multirun report report_smoke

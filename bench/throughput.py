@@ -79,14 +79,25 @@ def measure(model: nn.Module, shape: str, precision: str, batches: int, threads:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--batches", type=int, default=10, help="batches per timed epoch")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--batch", type=int, default=None, help="batch size for every shape (default: per shape)")
-    parser.add_argument("--variants", nargs="+", default=None, help="only these variants (default: all)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/throughput.json"))
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.throughput", description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m bench.throughput --shapes pixel --batches 8 --threads 2 --out /tmp/throughput.json")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES), metavar="SHAPE",
+                        help="which shapes (T, m, H, batch), from: " + ", ".join(
+                            f"{k} {v}" for k, v in SHAPES.items()) + " (default: all)")
+    parser.add_argument("--batches", type=int, default=10, metavar="N",
+                        help="batches per timed epoch (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), metavar="N",
+                        help="torch threads (default: torch's default, here %(default)s)")
+    parser.add_argument("--batch", type=int, default=None, metavar="N",
+                        help="batch size for every shape (default: per shape)")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help="only these variants, e.g. 'lstm bf16' (the first one, the baseline, always runs; "
+                             "default: all)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/throughput.json"), metavar="FILE",
+                        help="the JSON result (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     rows = []

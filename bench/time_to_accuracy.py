@@ -2,6 +2,7 @@
 
     python -m bench.time_to_accuracy                          # the settings below, table + JSON
     python -m bench.time_to_accuracy trainer.epochs=6 model.hidden_size=256   # any config override
+    python -m bench.time_to_accuracy --out bench/results/tta_h256.json model.hidden_size=256
 
 It composes ``conf/mnist.yaml`` (task=classify) with the overrides, trains through the project's
 trainer, and after every epoch -- outside the timed part -- evaluates the test set. The clock is
@@ -10,8 +11,8 @@ is a benchmark, not model selection: the test set is looked at every epoch here,
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,11 +40,29 @@ DEFAULTS = [
 TARGETS = (0.98, 0.99)
 
 
+def override(text: str) -> str:
+    """A Hydra override (``key=value``, ``+key=value``, ``~key``); anything else is a usage error."""
+    if "=" not in text and not text.startswith("~"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a config override (key=value)")
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.time_to_accuracy", description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Each OVERRIDE is applied after the benchmark's settings:\n  " + " ".join(DEFAULTS)
+               + "\nexample:\n  python -m bench.time_to_accuracy --out /tmp/tta.json trainer.epochs=6 model.hidden_size=256")
+    p.add_argument("--out", type=Path, default=Path("bench/results/time_to_accuracy.json"), metavar="FILE",
+                   help="the JSON result (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", type=override, metavar="OVERRIDE",
+                   help="Hydra config overrides of conf/mnist.yaml, key=value")
+    return p
+
+
 def main(argv=None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path("bench/results/time_to_accuracy.json")
-    overrides = [a for a in argv if not a.startswith("--out=")]
-    out = next((Path(a.split("=", 1)[1]) for a in argv if a.startswith("--out=")), out)
+    args = parser().parse_intermixed_args(argv)  # None: sys.argv[1:]
+    out, overrides = args.out, args.overrides
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("mnist", overrides=[*DEFAULTS, *overrides])
     task = build(cfg.task)

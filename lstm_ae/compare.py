@@ -66,10 +66,18 @@ def compare(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, ou
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lstm_ae.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with metrics.csv)")
-    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: task and layout)")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figures and compare.csv")
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_ae.compare", description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n"
+               "  python -m lstm_ae.compare outputs/reproduce/full/mnist_row_classify "
+               "outputs/reproduce/full/mnist_pixel_classify \\\n"
+               "      --labels \"row by row\" \"pixel by pixel\" --out compare")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (each with metrics.csv)")
+    parser.add_argument("--labels", nargs="+", metavar="LABEL",
+                        help="one legend label per run (default: task and layout from each run's config)")
+    parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                        help="folder for the figures and compare.csv (default: the current folder)")
     args = parser.parse_args(argv)
     for path in compare(args.runs, args.labels, args.out):
         print(path)

@@ -223,7 +223,7 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     exp = BY_NAME[name]
     if folder is None or not is_complete(folder, exp.sweep):
         where = f" (looked in {folder})" if folder else ""
-        doc.missing(f"no complete run of '{name}'{where}; run `python -m lstm_ae.reproduce only={name}`")
+        doc.missing(f"no complete run of '{name}'{where}; run `python -m lstm_ae.reproduce --only {name}`")
         return False
     if exp.sweep:
         df = pd.read_csv(folder / "summary.csv")
@@ -323,12 +323,20 @@ def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) ->
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Build report.md and report.html from run folders.")
-    parser.add_argument("--runs", type=Path, default=Path("outputs/reproduce/full"),
-                        help="the folder holding one folder per experiment (python -m lstm_ae.reproduce)")
-    parser.add_argument("--out", type=Path, default=Path("report"))
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_ae.report", description=(__doc__ or "").split("\n")[0].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m lstm_ae.report --runs outputs/reproduce/smoke --out report_smoke\n"
+               "  python -m lstm_ae.report --mnist_row_classify outputs/my_run   # one run from elsewhere")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/reproduce/full"), metavar="DIR",
+                        help="the folder holding one folder per experiment, as python -m lstm_ae.reproduce "
+                             "writes it (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("report"), metavar="DIR",
+                        help="folder for report.md, report.html, report.pdf and figures/ (default: %(default)s)")
     for exp in EXPERIMENTS:
-        parser.add_argument(f"--{exp.name}", type=Path, default=None, help=f"run folder of {exp.name} (overrides --runs)")
+        parser.add_argument(f"--{exp.name}", type=Path, default=None, metavar="DIR",
+                            help=f"run folder of {exp.name} (overrides --runs)")
     args = parser.parse_args(argv)
     overrides = {e.name: getattr(args, e.name) for e in EXPERIMENTS if getattr(args, e.name)}
     build(args.runs, args.out, overrides)

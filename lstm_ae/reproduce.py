@@ -1,20 +1,22 @@
 """Run every experiment of the assignment, each into its own folder; skip the finished ones.
 
-    python -m lstm_ae.reproduce                  # budget=full: the documented default settings
-    python -m lstm_ae.reproduce budget=smoke     # the whole chain on tiny settings, minutes
-    python -m lstm_ae.reproduce budget=smoke only=toy,mnist_row_classify out=outputs/reproduce
+    python -m lstm_ae.reproduce                      # --budget full: the documented default settings
+    python -m lstm_ae.reproduce --budget smoke       # the whole chain on tiny settings, minutes
+    python -m lstm_ae.reproduce --budget smoke --only toy mnist_row_classify --out outputs/reproduce
 
-Runs go to ``<out>/<budget>/<experiment>/`` (default ``out=outputs/reproduce``). An experiment
+Runs go to ``<out>/<budget>/<experiment>/`` (default ``--out outputs/reproduce``). An experiment
 whose folder holds ``results.json`` (a sweep: ``summary.csv``) is skipped, and an interrupted
 run is continued from its ``last.pt`` (``trainer.resume``), so the command can be rerun after a
 crash (an interrupted sweep is run again). ``<out>/<budget>/reproduce.csv`` keeps each
 experiment's status and wall time (of the call that ran it), the machine and the torch version;
 the report shows it.
-Data come from ``data=<root>`` or ``$LSTM_AE_DATA``. Then ``python -m lstm_ae.report`` builds the
-report from these folders.
+Data come from ``--data ROOT`` or ``$LSTM_AE_DATA``. Then ``python -m lstm_ae.report`` builds the
+report from these folders. ``python -m lstm_ae.reproduce --help`` lists the options and the
+experiment names; the exit status is 0 when no experiment failed, 1 otherwise (2: a bad option).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import platform
@@ -33,7 +35,7 @@ class Experiment:
     name: str
     script: str
     args: List[str]  # the experiment (both budgets)
-    smoke: List[str] = field(default_factory=list)  # added for budget=smoke
+    smoke: List[str] = field(default_factory=list)  # added for --budget smoke
     sweep: bool = False
     title: str = ""
 
@@ -152,16 +154,29 @@ def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only:
     return status
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lstm_ae.reproduce", description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m lstm_ae.reproduce --budget smoke\n"
+               "  python -m lstm_ae.reproduce --only toy sp500_plot --data ../shared/data --out outputs/reproduce\n"
+               "then: python -m lstm_ae.report --runs outputs/reproduce/full --out report")
+    p.add_argument("--budget", choices=["full", "smoke"], default="full",
+                   help="full: the documented settings (hours on 2 cores); smoke: tiny settings (minutes) "
+                        "(default: %(default)s)")
+    p.add_argument("--only", nargs="+", action="extend", choices=list(BY_NAME), metavar="NAME",
+                   help="run only these experiments (repeatable; default: all): " + ", ".join(BY_NAME))
+    p.add_argument("--out", type=Path, default=Path("outputs/reproduce"), metavar="DIR",
+                   help="runs go to DIR/<budget>/<experiment>/ (default: %(default)s)")
+    p.add_argument("--data", default=None, metavar="ROOT",
+                   help="the data folder (default: $LSTM_AE_DATA, else data/ in the project)")
+    return p
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    opts = {"budget": "full", "out": "outputs/reproduce", "only": "", "data": ""}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in opts:
-            raise SystemExit(f"usage: python -m lstm_ae.reproduce [budget=full|smoke] [only=a,b] [out=DIR] [data=ROOT]; got {arg!r}")
-        opts[key] = value
-    status = reproduce(opts["budget"], Path(opts["out"]), [s for s in opts["only"].split(",") if s] or None,
-                       opts["data"] or None)
+    args = parser().parse_args(argv)
+    status = reproduce(args.budget, args.out, args.only, args.data)
     return 0 if all(s["status"] != "failed" for s in status.values()) else 1
 
 

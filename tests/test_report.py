@@ -60,5 +60,5 @@ def test_a_missing_run_is_named_not_a_crash(smoke):
     paths = report.build(runs, tmp / "report_missing", {"sp500_predict": tmp / "nowhere"})
     md = paths["md"].read_text()
     assert "**Missing:** no complete run of 'sp500_predict'" in md
-    assert "python -m lstm_ae.reproduce only=sp500_predict" in md
+    assert "python -m lstm_ae.reproduce --only sp500_predict" in md
     assert "## S&P 500: reconstruction with cross-validation" in md  # the rest is still there
