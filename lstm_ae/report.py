@@ -41,8 +41,8 @@ FIGURES: Dict[str, List[tuple]] = {
                            ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
     "mnist_pixel_classify": [("reconstructions.png", "Test digits, reconstructions and predicted classes"),
                              ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
-    "sp500_plot": [("daily_high.png", "Daily high of AMZN and GOOGL")],
-    "sp500_reconstruct": [("reconstructions.png", "Three test stocks and their reconstructions (USD)"),
+    "sp500_reconstruct": [("daily_high.png", "Daily high of AMZN and GOOGL"),
+                          ("reconstructions.png", "Three test stocks and their reconstructions (USD)"),
                           ("loss.png", "Loss per epoch (the selected fold)")],
     "sp500_predict": [("training_loss.png", "Training loss per epoch"),
                       ("prediction_loss.png", "Prediction loss per epoch"),
@@ -237,19 +237,19 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     results = json.loads((folder / "results.json").read_text())
     task = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices.get("task", "")
     doc.para(f"Run folder: {folder}")
-    if task != "plot_stocks":
-        doc.heading("Architecture", 3)
-        doc.items(architecture(cfg, results, task, folder))
-        doc.heading("Hyper-parameters", 3)
-        doc.table(["setting", "value"], hyperparameters(cfg))
-        doc.heading("Results", 3)
-        doc.table(["metric", "model", "baseline"], results_rows(results))
-        doc.para(f"Training: {results.get('epochs_run')} epochs, best epoch {results.get('best_epoch')}, "
-                 f"{results.get('train_seconds')} s on {results.get('device')} (torch {results.get('torch_version')}).")
-        if (folder / "folds.csv").exists():
-            doc.heading("Cross-validation folds", 3)
-            folds = pd.read_csv(folder / "folds.csv")
-            doc.table(list(folds.columns), folds.values.tolist())
+    doc.heading("Architecture", 3)
+    doc.items(architecture(cfg, results, task, folder))
+    doc.heading("Hyper-parameters", 3)
+    doc.table(["setting", "value"], hyperparameters(cfg))
+    doc.heading("Results", 3)
+    doc.table(["metric", "model", "baseline"], results_rows(results))
+    doc.para(f"Training: {results.get('epochs_run')} epochs, best epoch {results.get('best_epoch')}, "
+             f"{results.get('train_seconds')} s on {results.get('device')} (torch {results.get('torch_version')}); "
+             f"test metrics from one evaluation pass at {results.get('eval_precision', 'the training precision')}.")
+    if (folder / "folds.csv").exists():
+        doc.heading("Cross-validation folds", 3)
+        folds = pd.read_csv(folder / "folds.csv")
+        doc.table(list(folds.columns), folds.values.tolist())
     for file, caption in FIGURES.get(name, []):
         if (folder / file).exists():
             doc.figure(folder / file, caption, f"{name}_{file}")

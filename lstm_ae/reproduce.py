@@ -57,7 +57,6 @@ EXPERIMENTS = [
                 "task.recon_weight=1", "trainer.epochs=10"],
                ["dataset.limit=100", "dataset.val_size=20", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=50"],
                title="MNIST pixel by pixel: reconstruction + classification"),
-    Experiment("sp500_plot", "lstm_ae_snp500.py", ["task=plot_stocks"], [], title="S&P 500: daily high"),
     Experiment("sp500_reconstruct", "lstm_ae_snp500.py", ["task=reconstruct"], SMOKE_SP,
                title="S&P 500: reconstruction with cross-validation"),
     Experiment("sp500_predict", "lstm_ae_snp500.py", ["task=predict"], SMOKE_SP,
@@ -160,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python -m lstm_ae.reproduce --budget smoke\n"
-               "  python -m lstm_ae.reproduce --only toy sp500_plot --data ../shared/data --out outputs/reproduce\n"
+               "  python -m lstm_ae.reproduce --only toy sp500_reconstruct --data ../shared/data --out outputs/reproduce\n"
                "then: python -m lstm_ae.report --runs outputs/reproduce/full --out report")
     p.add_argument("--budget", choices=["full", "smoke"], default="full",
                    help="full: the documented settings (hours on 2 cores); smoke: tiny settings (minutes) "

@@ -98,17 +98,17 @@ def test_a_bad_argument_exits_2_with_one_error_line(tool, argv, message, calls, 
 
 def test_reproduce_passes_its_arguments_to_reproduce(calls, tmp_path):
     assert reproduce.main([]) == 0
-    assert reproduce.main(["--budget", "smoke", "--only", "toy", "sp500_plot", "--out", str(tmp_path),
+    assert reproduce.main(["--budget", "smoke", "--only", "toy", "sp500_predict", "--out", str(tmp_path),
                            "--data", "some/data", "--only", "mnist_row_classify"]) == 0
     assert calls["reproduce"] == [
         {"budget": "full", "out": Path("outputs/reproduce"), "only": None, "data": None},
-        {"budget": "smoke", "out": tmp_path, "only": ["toy", "sp500_plot", "mnist_row_classify"], "data": "some/data"},
+        {"budget": "smoke", "out": tmp_path, "only": ["toy", "sp500_predict", "mnist_row_classify"], "data": "some/data"},
     ]
 
 
 def test_reproduce_exits_1_when_an_experiment_failed(monkeypatch):
-    monkeypatch.setattr(reproduce, "reproduce", lambda *a, **k: {"toy": {"status": "done"}, "sp500_plot": {"status": "failed"}})
-    assert reproduce.main(["--only", "toy", "sp500_plot"]) == 1
+    monkeypatch.setattr(reproduce, "reproduce", lambda *a, **k: {"toy": {"status": "done"}, "sp500_predict": {"status": "failed"}})
+    assert reproduce.main(["--only", "toy", "sp500_predict"]) == 1
     monkeypatch.setattr(reproduce, "reproduce", lambda *a, **k: {"toy": {"status": "done before"}})
     assert reproduce.main(["--only", "toy"]) == 0
 
