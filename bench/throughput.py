@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from lstm_ae.config import TrainerConfig
 from lstm_ae.data import Split, Splits
 from lstm_ae.model import AEOutput, LSTMAutoencoder
 from lstm_ae.tasks import Reconstruct
-from lstm_ae.trainer import Trainer
+from lstm_ae.trainer import Trainer, configure_torch
 
 SHAPES = {  # name: (steps T, features m, hidden H, batch)
     "toy": (50, 1, 48, 64),
@@ -71,9 +73,11 @@ def measure(model: nn.Module, shape: str, precision: str, batches: int, threads:
     n = batches * batch
     x = torch.rand(n + 1, steps, features)
     splits = Splits(Split(x[:n]), Split(x[n:]), Split(x[n:]))
+    configure_torch(threads)
+    cfg = OmegaConf.structured(TrainerConfig(epochs=2, batch_size=batch, precision=precision, device=device,
+                                             progress=False, save_checkpoints=False, shards=shards))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(tmp, epochs=2, batch_size=batch, precision=precision, num_threads=threads,
-                          device=device, progress=False, save_checkpoints=False, shards=shards)
+        trainer = Trainer(tmp, cfg)
         fit = trainer.fit(model, Reconstruct(), splits, optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
     return n / fit.history[-1]["seconds"]
 

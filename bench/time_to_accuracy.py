@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 
 import lstm_ae.config  # noqa: F401  (schemas)
 from lstm_ae.experiment import build, fit_one, load_data
-from lstm_ae.trainer import Trainer
+from lstm_ae.trainer import Trainer, configure_torch
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # Fast settings measured on 2 cores (see the README): head on z, H 128, bf16, OneCycle.
@@ -65,11 +65,11 @@ def main(argv=None) -> dict:
     out, overrides = args.out, args.overrides
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("mnist", overrides=[*DEFAULTS, *overrides])
+    configure_torch(cfg.trainer.num_threads)
     task = build(cfg.task)
     splits = load_data(cfg, task)
     rows, clock = [], [0.0]
-    evaluator = Trainer(tempfile.gettempdir(), device=cfg.trainer.device, precision=cfg.trainer.precision,
-                        eval_batch_size=cfg.trainer.eval_batch_size, num_threads=cfg.trainer.num_threads)
+    evaluator = Trainer(tempfile.gettempdir(), cfg.trainer)  # the run's own evaluation settings
 
     def on_epoch(epoch, model, row):
         clock[0] += row["seconds"]

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,8 +69,8 @@ def is_complete(folder: Path, sweep: bool) -> bool:
     return (folder / ("summary.csv" if sweep else "results.json")).exists()
 
 
-def command(exp: Experiment, folder: Path, budget: str) -> List[str]:
-    args = [*exp.args, *(exp.smoke if budget == "smoke" else []), "trainer.progress=false"]
+def command(exp: Experiment, folder: Path, budget: str, overrides: Sequence[str] = ()) -> List[str]:
+    args = [*exp.args, *(exp.smoke if budget == "smoke" else []), "trainer.progress=false", *overrides]
     if exp.sweep:
         args.append(f"hydra.sweep.dir={folder}")
     else:
@@ -118,8 +118,11 @@ def record(ledger: Path, name: str, status: str, seconds: float) -> None:
 
 
 def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only: Optional[List[str]] = None,
-              data: Optional[str] = None) -> Dict[str, dict]:
-    """Run the experiments not yet complete; return {name: {status, seconds, folder}}."""
+              data: Optional[str] = None, overrides: Sequence[str] = ()) -> Dict[str, dict]:
+    """Run the experiments not yet complete; return {name: {status, seconds, folder}}.
+
+    ``overrides`` (Hydra ``key=value``) are added to every experiment's command, e.g. ``trainer.device=cpu``.
+    """
     if budget not in ("full", "smoke"):
         raise SystemExit(f"budget must be 'full' or 'smoke'; got {budget!r}")
     unknown = sorted(set(only or []) - set(BY_NAME))
@@ -138,7 +141,7 @@ def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only:
             continue
         print(f"[{i}/{len(chosen)}] {exp.name}: running ...", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(command(exp, folder, budget), cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(command(exp, folder, budget, overrides), cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         folder.mkdir(parents=True, exist_ok=True)
         (folder.parent / f"{exp.name}.log").write_text(proc.stdout + proc.stderr)
@@ -158,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m lstm_ae.reproduce", description=(__doc__ or "").split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m lstm_ae.reproduce --budget smoke\n"
+               "  python -m lstm_ae.reproduce --budget smoke trainer.device=cpu\n"
                "  python -m lstm_ae.reproduce --only toy sp500_reconstruct --data ../shared/data --out outputs/reproduce\n"
                "then: python -m lstm_ae.report --runs outputs/reproduce/full --out report")
     p.add_argument("--budget", choices=["full", "smoke"], default="full",
@@ -170,12 +173,19 @@ def parser() -> argparse.ArgumentParser:
                    help="runs go to DIR/<budget>/<experiment>/ (default: %(default)s)")
     p.add_argument("--data", default=None, metavar="ROOT",
                    help="the data folder (default: $LSTM_AE_DATA, else data/ in the project)")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                   help="Hydra overrides (key=value) added to every experiment, e.g. trainer.device=cpu")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    status = reproduce(args.budget, args.out, args.only, args.data)
+    p = parser()
+    args = p.parse_args(argv)
+    for arg in args.overrides:
+        key = arg.partition("=")[0]
+        if "=" not in arg or key in ("budget", "only", "out", "data"):
+            p.error(f"{arg!r} is not a Hydra override (key=value)" + (f"; use --{key}" if "=" in arg else ""))
+    status = reproduce(args.budget, args.out, args.only, args.data, args.overrides)
     return 0 if all(s["status"] != "failed" for s in status.values()) else 1
 
 

@@ -1,29 +1,36 @@
-"""Shared helpers: compose configs with Hydra's API, and run entry scripts as a user would."""
+"""Shared fixtures and helpers: configs composed with Hydra's API, tiny data files with the real
+layouts, entry scripts run as a user would. Every test picks its device: the CPU (``trainer.device=cpu``),
+or CUDA in the tests marked for it, which skip without a GPU."""
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 from typing import List
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 import lstm_ae.config  # noqa: F401  (registers the schemas and resolvers)
+from lstm_ae.config import TrainerConfig
+from lstm_ae.data.mnist import FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
 
-# Small and fast: 100 sequences (60/20/20), hidden 8, one thread, no progress bars.
-TINY_TOY = [
-    "dataset.num_sequences=100",
-    "model.hidden_size=8",
-    "trainer.batch_size=16",
-    "trainer.num_threads=1",
-    "trainer.progress=false",
-]
+CPU = ["trainer.device=cpu", "trainer.progress=false"]
+# Small and fast: 100 sequences (60/20/20), hidden 8, one thread, on the CPU.
+TINY_TOY = ["dataset.num_sequences=100", "model.hidden_size=8", "trainer.batch_size=16", "trainer.num_threads=1", *CPU]
 
 
 def compose_cfg(config_name: str, overrides: List[str] = (), hydra: bool = False):
@@ -31,19 +38,75 @@ def compose_cfg(config_name: str, overrides: List[str] = (), hydra: bool = False
         return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
 
 
+def trainer_cfg(**overrides):
+    """The trainer config group's defaults (typed, as Hydra composes them) with ``overrides``, on the CPU."""
+    return OmegaConf.structured(TrainerConfig(**{"device": "cpu", "progress": False, **overrides}))
+
+
 def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run an entry script in a fresh interpreter; output captured as text."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Entry points set torch's thread count for the whole process; no test leaks it to the next."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
 def compose_toy():
     return lambda *overrides: compose_cfg("toy", overrides)
+
+
+# ----------------------------------------------------------------------- data files
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fake_mnist(root: Path, n_train: int = 40, n_test: int = 12, seed: int = 1) -> Path:
+    """The four MNIST files under ``root/MNIST/raw`` with random images; label k % 10 for image k."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for part, n in (("train", n_train), ("test", n_test)):
+        write_idx(raw / FILES[f"{part}_images"], rng.integers(0, 256, size=(n, 28, 28)))
+        write_idx(raw / FILES[f"{part}_labels"], np.arange(n) % 10)
+    return root
+
+
+DAYS = 41
+STOCKS = [f"S{i:02d}" for i in range(12)] + ["AMZN", "GOOGL"]
+
+
+def make_csv(folder: Path, days: int = DAYS, gz: bool = True, drop=("S03", 5), name: str = "") -> Path:
+    """Random-walk prices for STOCKS over ``days`` business days in the Kaggle file's columns;
+    ``drop`` removes one day of one stock (so it is incomplete)."""
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2014-01-02", periods=days)
+    rows = []
+    for k, sym in enumerate(STOCKS):
+        price = 10.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.02, days)))
+        for d, p in zip(dates, price):
+            rows.append((sym, d.strftime("%Y-%m-%d"), p, p * 1.01, p * 0.99, p, 1000))
+    df = pd.DataFrame(rows, columns=["symbol", "date", "open", "high", "low", "close", "volume"])
+    if drop:
+        sym, day = drop
+        df = df.drop(df.index[(df.symbol == sym)][day])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (name or ("prices.csv.gz" if gz else "prices.csv"))
+    with (gzip.open(path, "wt") if gz else open(path, "w")) as f:
+        df.to_csv(f, index=False)
+    return path
+
+
+def sp500_root(tmp: Path, days: int = DAYS) -> Path:
+    """A data root with the S&P file where the loader looks by default (<root>/sp500/sp500_2014_2017.csv.gz)."""
+    make_csv(tmp / "data" / "sp500", days=days, name="sp500_2014_2017.csv.gz")
+    return tmp / "data"

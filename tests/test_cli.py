@@ -75,7 +75,8 @@ def test_help_exits_0_and_shows_the_tools_usage(tool, calls, capsys):
 @pytest.mark.parametrize("tool, argv, message", [
     ("reproduce", ["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
     ("reproduce", ["--only", "toy", "nosuch"], "argument --only: invalid choice: 'nosuch'"),
-    ("reproduce", ["budget=smoke"], "unrecognized arguments: budget=smoke"),  # the old key=value style
+    ("reproduce", ["budget=smoke"], "'budget=smoke' is not a Hydra override (key=value); use --budget"),  # old style
+    ("reproduce", ["trainer.device"], "'trainer.device' is not a Hydra override (key=value)"),
     ("report", ["--runs"], "argument --runs: expected one argument"),
     ("report", ["--nosuch_experiment", "x"], "unrecognized arguments: --nosuch_experiment x"),
     ("compare", [], "the following arguments are required: RUN"),
@@ -98,11 +99,12 @@ def test_a_bad_argument_exits_2_with_one_error_line(tool, argv, message, calls, 
 
 def test_reproduce_passes_its_arguments_to_reproduce(calls, tmp_path):
     assert reproduce.main([]) == 0
-    assert reproduce.main(["--budget", "smoke", "--only", "toy", "sp500_predict", "--out", str(tmp_path),
-                           "--data", "some/data", "--only", "mnist_row_classify"]) == 0
+    assert reproduce.main(["trainer.device=cpu", "--budget", "smoke", "--only", "toy", "sp500_predict", "--out",
+                           str(tmp_path), "--data", "some/data", "--only", "mnist_row_classify"]) == 0
     assert calls["reproduce"] == [
-        {"budget": "full", "out": Path("outputs/reproduce"), "only": None, "data": None},
-        {"budget": "smoke", "out": tmp_path, "only": ["toy", "sp500_predict", "mnist_row_classify"], "data": "some/data"},
+        {"budget": "full", "out": Path("outputs/reproduce"), "only": None, "data": None, "overrides": []},
+        {"budget": "smoke", "out": tmp_path, "only": ["toy", "sp500_predict", "mnist_row_classify"], "data": "some/data",
+         "overrides": ["trainer.device=cpu"]},
     ]
 
 

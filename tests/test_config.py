@@ -1,14 +1,20 @@
 """Config composition, typing and value checks."""
+import dataclasses
+import inspect
 import itertools
 import re
 
 import pytest
+import torch
+import yaml
+from hydra.utils import get_method
 from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from lstm_ae.config import ClassifyFrom, Device, validate
+from lstm_ae.config import SCHEMAS, ClassifyFrom, Device, Layout, Price, validate
 from lstm_ae.errors import ConfigError
+from lstm_ae.experiment import scheduler_factory
 from tests.conftest import CONF, compose_cfg
 
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -46,13 +52,28 @@ def test_optimizer_options(compose_toy, option, target):
     assert cfg.optimizer._target_ == target and cfg.optimizer.lr == 0.05
 
 
-@pytest.mark.parametrize("option", ["none", "cosine", "step", "plateau", "onecycle"])
-def test_scheduler_options_compose(compose_toy, option):
-    cfg = compose_toy(f"scheduler={option}", "trainer.epochs=7")
-    if option == "cosine":
-        assert cfg.scheduler.T_max == 7  # follows trainer.epochs
-    if option == "none":
-        assert cfg.scheduler._target_ is None
+@pytest.mark.parametrize(
+    "option,cls,expected",
+    [
+        ("cosine", torch.optim.lr_scheduler.CosineAnnealingLR, {"T_max": 7, "eta_min": 0.0}),  # T_max follows trainer.epochs
+        ("step", torch.optim.lr_scheduler.StepLR, {"step_size": 50, "gamma": 0.5}),
+        ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau, {"factor": 0.5, "patience": 10}),
+        ("onecycle", torch.optim.lr_scheduler.OneCycleLR, {"total_steps": 7 * 3}),  # epochs x steps per epoch
+    ],
+)
+def test_scheduler_options_build_the_scheduler_they_name(compose_toy, option, cls, expected):
+    cfg = compose_toy(f"scheduler={option}", "trainer.epochs=7", "optimizer.lr=0.02")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
+    sched = scheduler_factory(cfg.scheduler)(opt, 3)
+    assert type(sched) is cls
+    for key, value in expected.items():
+        assert getattr(sched, key) == value, key
+    if option == "onecycle":  # the peak learning rate is optimizer.lr
+        assert opt.param_groups[0]["max_lr"] == 0.02
+
+
+def test_no_scheduler(compose_toy):
+    assert scheduler_factory(compose_toy("scheduler=none").scheduler) is None
 
 
 def test_issue_example_command_composes(compose_toy):
@@ -67,7 +88,8 @@ def test_issue_example_command_composes(compose_toy):
 
 @pytest.mark.parametrize(
     "override",
-    ["model.hidden_size=abc", "trainer.epochs=1.5", "trainer.device=gpu", "trainer.precision=fp8"],
+    ["model.hidden_size=abc", "trainer.epochs=1.5", "trainer.device=gpu", "trainer.precision=fp8",
+     "dataset.split=0.5"],
 )
 def test_wrong_type_fails_at_composition(compose_toy, override):
     with pytest.raises((ValidationError, ConfigCompositionException)) as err:
@@ -134,3 +156,69 @@ def test_toy_optuna_searches_the_grid_ranges_with_sqlite_storage():
         grid_values = [float(v) for v in values.split(",")]
         assert (float(low), float(high)) == (min(grid_values), max(grid_values)), key
     assert cfg.trainer.epochs == compose_cfg("toy", ["hparams_search=toy_grid"]).trainer.epochs
+
+
+@pytest.mark.parametrize("config,override", [("mnist", "dataset.layout=diagonal"), ("snp500", "dataset.price=volume")])
+def test_closed_choices_are_enums_checked_at_composition(config, override):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(config, [override])
+    assert "Invalid value" in str(err.value.__cause__ or err.value)
+    assert compose_cfg("mnist").dataset.layout is Layout.row and compose_cfg("snp500").dataset.price is Price.high
+
+
+# ------------------------------------------------------------- one place per default
+def _schema_defaults(schema):
+    out = {}
+    for f in dataclasses.fields(schema):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _plain(value):
+    return getattr(value, "value", value)
+
+
+@pytest.mark.parametrize("group,name", [(g, n) for g, opts in SCHEMAS.items() for n in opts])
+def test_group_yaml_sets_only_what_differs_from_its_schema(group, name):
+    raw = yaml.safe_load((CONF / group / f"{name}.yaml").read_text()) or {}
+    assert raw.pop("defaults") == [{f"/schema/{group}@_here_": name}, "_self_"]
+    defaults = _schema_defaults(SCHEMAS[group][name])
+    repeated = {k: v for k, v in raw.items() if k in defaults and _plain(defaults[k]) == v}
+    assert not repeated, f"conf/{group}/{name}.yaml repeats schema defaults {repeated}"
+
+
+@pytest.mark.parametrize("config", PRIMARY)
+def test_primary_config_sets_only_what_differs_from_its_groups(config):
+    raw = yaml.safe_load((CONF / f"{config}.yaml").read_text())
+    chosen = {next(iter(d)): d[next(iter(d))] for d in raw["defaults"] if isinstance(d, dict)}
+    for group, values in raw.items():
+        if group == "defaults":
+            continue
+        defaults = _schema_defaults(SCHEMAS[group][chosen[group]])
+        repeated = {k: v for k, v in values.items() if _plain(defaults[k]) == v}
+        assert not repeated, f"conf/{config}.yaml repeats {group} defaults {repeated}"
+
+
+@pytest.mark.parametrize("group,name", [(g, n) for g, opts in SCHEMAS.items() for n in opts
+                                        if g in ("model", "dataset", "task")])
+def test_constructors_take_the_schema_defaults(group, name):
+    """Code called directly (bench, tests) behaves as the command line: one default per key."""
+    schema = SCHEMAS[group][name]
+    defaults = _schema_defaults(schema)
+    params = inspect.signature(get_method(defaults["_target_"])).parameters
+    checked = 0
+    for key, value in defaults.items():
+        if key == "_target_" or isinstance(value, str) and value.startswith("${"):
+            continue  # interpolations (the data root) are resolved by Hydra
+        assert key in params, f"{defaults['_target_']} takes no {key}"
+        default = params[key].default
+        if default is inspect.Parameter.empty:
+            continue  # required: no competing default (the config or the data fills it)
+        if isinstance(default, tuple):
+            default = list(default)
+        assert _plain(default) == _plain(value), f"{defaults['_target_']}({key}={default!r}) but the schema says {value!r}"
+        checked += 1
+    assert checked >= 2

@@ -1,11 +1,10 @@
-"""python -m lstm_ae.reproduce budget=smoke runs every experiment; python -m lstm_ae.report builds the report."""
+"""python -m lstm_ae.reproduce --budget smoke runs every experiment; python -m lstm_ae.report builds the report."""
 import re
 
 import pytest
 
 from lstm_ae import report, reproduce
-from tests.test_mnist import write_fake_mnist
-from tests.test_sp500 import make_csv
+from tests.conftest import sp500_root, write_fake_mnist
 
 
 @pytest.fixture(scope="module")
@@ -13,9 +12,8 @@ def smoke(tmp_path_factory):
     """A fake data root (MNIST and S&P with the real file layout) and one smoke run of the whole chain."""
     tmp = tmp_path_factory.mktemp("reproduce")
     write_fake_mnist(tmp / "data", n_train=400, n_test=100)
-    make_csv(tmp / "data" / "sp500", days=130)
-    (tmp / "data" / "sp500" / "prices.csv.gz").rename(tmp / "data" / "sp500" / "sp500_2014_2017.csv.gz")
-    status = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"))
+    sp500_root(tmp, days=130)
+    status = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"), overrides=["trainer.device=cpu"])
     return tmp, status
 
 

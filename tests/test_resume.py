@@ -17,7 +17,8 @@ from lstm_ae.experiment import resume_dir
 from lstm_ae.model import LSTMAutoencoder
 from lstm_ae.tasks import Reconstruct
 from lstm_ae.trainer import Trainer
-from tests.conftest import ROOT, TINY_TOY, run_script
+from lstm_ae.experiment import train_and_test
+from tests.conftest import ROOT, TINY_TOY, compose_cfg, run_script, trainer_cfg
 
 
 class Stop(Exception):
@@ -28,7 +29,7 @@ def train(run_dir, epochs=4, stop_after=None, resume=False, **kw):
     torch.manual_seed(0)
     model = LSTMAutoencoder(1, 6, num_layers=2, dropout=0.3)  # dropout: the RNG state matters
     splits = load_toy(num_sequences=60, seed=0)
-    trainer = Trainer(run_dir=run_dir, epochs=epochs, batch_size=8, progress=False, device="cpu", **kw)
+    trainer = Trainer(run_dir, trainer_cfg(epochs=epochs, batch_size=8, **kw))
 
     def stop(epoch, *_):
         if epoch == stop_after:
@@ -83,7 +84,7 @@ def test_checkpoint_of_another_model_is_one_clear_error(tmp_path):
     with pytest.raises(Stop):
         train(tmp_path, stop_after=1)
     model = LSTMAutoencoder(1, 9)
-    trainer = Trainer(run_dir=tmp_path, epochs=2, batch_size=8, progress=False, device="cpu")
+    trainer = Trainer(tmp_path, trainer_cfg(epochs=2, batch_size=8))
     with pytest.raises(CheckpointError, match="does not fit this model"):
         trainer.fit(model, Reconstruct(), load_toy(num_sequences=60), partial(torch.optim.Adam, lr=1e-2), resume=True)
 
@@ -143,13 +144,10 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path):
 
 
 def test_same_config_and_seed_give_identical_results(tmp_path):
-    """Determinism on the CPU: two runs of one config write the same results.json (but for the time)."""
-    args = [*TINY_TOY, "trainer.epochs=3", "model.num_layers=2", "model.dropout=0.2"]
-    results = []
-    for name in ("a", "b"):
-        proc = run_script("lstm_ae_toy.py", *args, f"hydra.run.dir={tmp_path / name}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        res = json.loads((tmp_path / name / "results.json").read_text())
+    """Determinism on the CPU: two runs of one config give the same results.json (but for the time)."""
+    cfg = compose_cfg("toy", [*TINY_TOY, "trainer.epochs=3", "model.num_layers=2", "model.dropout=0.2"])
+    a, b = (train_and_test(cfg, tmp_path / name) for name in ("a", "b"))
+    for res in (a, b):
         res.pop("train_seconds")
-        results.append(res)
-    assert results[0] == results[1]
+    assert a == b and a["test_mse"] > 0
+    assert (tmp_path / "a" / "metrics.csv").read_text().count("\n") == 4

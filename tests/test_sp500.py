@@ -1,6 +1,4 @@
 """S&P 500 sequences, the one-step head and forecasts: tiny synthetic CSVs with the real columns."""
-import gzip
-import json
 import math
 
 import numpy as np
@@ -9,34 +7,16 @@ import pytest
 import torch
 
 from lstm_ae import forecast
+from lstm_ae.data import group_folds
 from lstm_ae.data.sp500 import load_sp500, scale_windows
-from lstm_ae.errors import ConfigError
+from lstm_ae.errors import ConfigError, DataError
+from lstm_ae.experiment import train_and_test
 from lstm_ae.model import AEOutput, LSTMAutoencoder
-from tests.conftest import SHARED_DATA, run_script
-
-DAYS = 41
-STOCKS = [f"S{i:02d}" for i in range(12)] + ["AMZN", "GOOGL"]
+from tests.conftest import CPU, DAYS, SHARED_DATA, STOCKS, compose_cfg, make_csv
 
 
-def make_csv(folder, days=DAYS, gz=True, drop=("S03", 5)):
-    """Random-walk prices for STOCKS over ``days`` business days; ``drop`` removes one day of one stock."""
-    rng = np.random.default_rng(0)
-    dates = pd.bdate_range("2014-01-02", periods=days)
-    rows = []
-    for k, sym in enumerate(STOCKS):
-        price = 10.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.02, days)))
-        for d, p in zip(dates, price):
-            rows.append((sym, d.strftime("%Y-%m-%d"), p, p * 1.01, p * 0.99, p, 1000))
-    df = pd.DataFrame(rows, columns=["symbol", "date", "open", "high", "low", "close", "volume"])
-    if drop:
-        sym, day = drop
-        df = df.drop(df.index[(df.symbol == sym)][day])
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ("prices.csv.gz" if gz else "prices.csv")
-    with (gzip.open(path, "wt") if gz else open(path, "w")) as f:
-        df.to_csv(f, index=False)
-    return path
-
+def groups(split, splits):
+    return {splits.group_names[g] for g in split.group.tolist()}
 
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory):
@@ -47,12 +27,15 @@ def csv(tmp_path_factory):
 def test_equal_length_windows(tmp_path, gz):
     path = make_csv(tmp_path, gz=gz)
     s = load_sp500(path=str(path), seq_len=10, test_fraction=0.25, val_fraction=0.25)
-    stocks = sum(len(v) for v in s.meta["symbols"].values())
-    assert stocks == len(STOCKS) - 1  # S03 misses a day
-    assert "S03" not in sum(s.meta["symbols"].values(), [])
+    stocks = len(s.group_names)
+    assert stocks == len(STOCKS) - 1 and "S03" not in s.group_names  # S03 misses a day
+    parts = [groups(split, s) for split in (s.train, s.val, s.test)]
+    assert sum(map(len, parts)) == stocks and set().union(*parts) == set(s.group_names)  # a stock is in one part
     windows_per_stock = (DAYS - 1) // 10  # each window needs its next day
     assert len(s.train) + len(s.val) + len(s.test) == stocks * windows_per_stock
-    assert s.train.x.shape[1:] == (10, 1) and s.train.y.shape == (len(s.train), 1)
+    assert s.train.x.shape[1:] == (10, 1) and s.train.next_value.shape == (len(s.train), 1)
+    assert s.unit == "USD" and s.value_name == "daily high" and s.num_classes is None
+    assert list(s.overview.columns) == ["AMZN", "GOOGL"] and len(s.overview) == DAYS
 
 
 def test_whole_series_when_seq_len_is_null(csv):
@@ -66,14 +49,17 @@ def test_each_window_is_scaled_by_its_own_days_only(csv):
     s = load_sp500(path=str(csv), seq_len=10, stride=5)
     x = s.test.x[:, :, 0]
     assert torch.allclose(x.min(1).values, torch.zeros(len(x))) and torch.allclose(x.max(1).values, torch.ones(len(x)))
-    # the stored lo/span turn the scaled window back into the stock's prices
-    table = s.meta["table"]
-    symbol, start = s.meta["test_windows"][1]
-    usd = x[1].double() * s.meta["test_span"][1] + s.meta["test_lo"][1]
+    # each window's offset and scale turn it back into the stock's prices on its dates
+    table = pd.read_csv(csv).pivot(index="date", columns="symbol", values="high")
+    symbol, start = s.group_names[int(s.test.group[1])], int(s.test.start[1])
+    usd = s.test[1:2].in_units(x[1:2])[0]
     assert np.allclose(usd.numpy(), table[symbol].to_numpy()[start : start + 10], rtol=1e-6)
+    assert str(s.dates[start].date()) == table.index[start]
     # the next day is scaled with the window's numbers, and never enters them
     nxt = table[symbol].to_numpy()[start + 10]
-    assert s.test.y[1, 0].item() == pytest.approx((nxt - s.meta["test_lo"][1].item()) / s.meta["test_span"][1].item(), rel=1e-5)
+    lo, span = s.test.offset[1].item(), s.test.scale[1].item()
+    assert s.test.next_value[1, 0].item() == pytest.approx((nxt - lo) / span, rel=1e-5)
+    assert torch.equal(s.series[s.series_names.index(symbol)], torch.tensor(table[symbol].to_numpy()))
 
 
 def test_changing_the_future_changes_no_earlier_window(tmp_path):
@@ -85,26 +71,37 @@ def test_changing_the_future_changes_no_earlier_window(tmp_path):
     df.loc[late, ["open", "high", "low", "close"]] *= 3
     df.to_csv(path, index=False)
     b = load_sp500(path=str(path), seq_len=10)
-    early = [i for i, (_, start) in enumerate(a.meta["test_windows"]) if start + 10 < DAYS - 5]
-    assert early and torch.equal(a.test.x[early], b.test.x[early]) and torch.equal(a.test.y[early], b.test.y[early])
+    early = [i for i, start in enumerate(a.test.start.tolist()) if start + 10 < DAYS - 5]
+    assert early and torch.equal(a.test.x[early], b.test.x[early])
+    assert torch.equal(a.test.next_value[early], b.test.next_value[early])
 
 
 def test_folds_are_disjoint_by_stock(csv):
-    folds = [load_sp500(path=str(csv), seq_len=10, folds=4, fold=k, test_fraction=0.2) for k in range(4)]
-    test = set(folds[0].meta["symbols"]["test"])
-    vals = [set(f.meta["symbols"]["val"]) for f in folds]
+    s = load_sp500(path=str(csv), seq_len=10, test_fraction=0.2)
+    folds = group_folds(s, 4)
+    pool = groups(s.train, s) | groups(s.val, s)
+    vals = [groups(f.val, f) for f in folds]
     for f, val in zip(folds, vals):
-        train = set(f.meta["symbols"]["train"])
-        assert set(f.meta["symbols"]["test"]) == test  # one held-out test set for every fold
-        assert not (train & val) and not (train & test) and not (val & test)
+        train = groups(f.train, f)
+        assert f.test is s.test  # one held-out test set for every fold
+        assert not (train & val) and not (train & groups(s.test, s)) and train | val == pool
+        assert len(f.train) + len(f.val) == len(s.train) + len(s.val)
+        assert f.train.group.tolist() == sorted(f.train.group.tolist(), key=lambda g: s.group_names[g])  # by name
     assert all(not (vals[i] & vals[j]) for i in range(4) for j in range(i + 1, 4))
-    assert set().union(*vals) == set(folds[0].meta["symbols"]["train"]) | vals[0]
+    assert set().union(*vals) == pool
+    # folds are contiguous blocks of the seeded order, which also gives the split without folds
+    assert vals[0] == set(s.group_names[: len(vals[0])]) and groups(s.val, s) == set(s.group_names[: len(groups(s.val, s))])
 
 
 @pytest.mark.parametrize("folds", [1, 100])
 def test_bad_fold_counts(csv, folds):
     with pytest.raises(ConfigError, match="task.folds"):
-        load_sp500(path=str(csv), seq_len=10, folds=folds, fold=0)
+        group_folds(load_sp500(path=str(csv), seq_len=10), folds)
+
+
+def test_unknown_plot_symbol(csv):
+    with pytest.raises(DataError, match=r"symbol\(s\) NOPE not in the price file.*dataset.plot_symbols"):
+        load_sp500(path=str(csv), plot_symbols=["AMZN", "NOPE"])
 
 
 def test_prediction_head_is_causal():
@@ -123,15 +120,9 @@ def test_prediction_head_is_causal():
     assert not torch.allclose(model(x).reconstruction[:, 0], model(changed).reconstruction[:, 0])
 
 
-class WindowMax(torch.nn.Module):
-    """A stub whose one-step forecast is 1.0 in window units: the maximum of the window it reads."""
-
-    def __init__(self):
-        super().__init__()
-        self.p = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        return AEOutput(reconstruction=x, latent=x[:, -1], prediction=torch.ones_like(x) + 0 * self.p)
+def window_max(x):
+    """A stand-in for Trainer.predict whose one-step forecast is 1.0 in window units: the maximum of the window."""
+    return AEOutput(reconstruction=x, latent=x[:, -1], prediction=torch.ones_like(x))
 
 
 def test_multi_step_feeds_back_its_own_forecasts():
@@ -139,9 +130,9 @@ def test_multi_step_feeds_back_its_own_forecasts():
     context = 4
     blind = series.clone()
     blind[:, context:] = float("nan")  # the second half is never read
-    multi = forecast.multi_step(WindowMax(), blind, context)
+    multi = forecast.multi_step(window_max, blind, context)
     assert torch.allclose(multi, torch.full((1, 4), 5.0))  # max of [1,3,2,5], then of windows of forecasts
-    one = forecast.one_step(WindowMax(), series, context)
+    one = forecast.one_step(window_max, series, context)
     assert torch.allclose(one, torch.tensor([[5.0, 5.0, 6.0, 6.0]]))  # max of each true window
     base = forecast.persistence(series, context)
     assert base["onestep"].tolist() == [[5.0, 4.0, 6.0, 1.0]] and base["multistep"].tolist() == [[5.0] * 4]
@@ -156,66 +147,47 @@ def test_scale_windows_keeps_flat_windows_finite():
 
 
 # ----------------------------------------------------------------------------- runs
-COMMON = ["trainer.epochs=1", "trainer.progress=false", "model.hidden_size=8", "dataset.seq_len=10", "task.folds=2"]
+COMMON = [*CPU, "trainer.epochs=1", "model.hidden_size=8", "dataset.seq_len=10", "task.folds=2"]
 
 
-def test_plot_stocks(csv, tmp_path):
-    r = run_script("lstm_ae_snp500.py", "task=plot_stocks", f"dataset.path={csv}", f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "daily_high.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "results.json").read_text())["days"] == {"AMZN": DAYS, "GOOGL": DAYS}
-
-
-def test_plot_stocks_unknown_symbol(csv, tmp_path):
-    r = run_script("lstm_ae_snp500.py", "task=plot_stocks", "task.symbols=[AMZN,NOPE]", f"dataset.path={csv}",
-                   f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 2
-    assert "symbol(s) NOPE not in the price file" in r.stdout + r.stderr
-    assert "Traceback" not in r.stdout + r.stderr
-    assert not (tmp_path / "daily_high.png").exists()
+def run(csv, tmp_path, *overrides):
+    cfg = compose_cfg("snp500", [f"dataset.path={csv}", *COMMON, *overrides])
+    return train_and_test(cfg, tmp_path), cfg
 
 
 def test_reconstruct_run_with_cross_validation(csv, tmp_path):
-    r = run_script("lstm_ae_snp500.py", "task=reconstruct", *COMMON, f"dataset.path={csv}", f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 0, r.stderr
-    for name in ["results.json", "metrics.csv", "folds.csv", "loss.png", "reconstructions.png",
+    res, _ = run(csv, tmp_path, "task=reconstruct")
+    for name in ["results.json", "metrics.csv", "folds.csv", "loss.png", "reconstructions.png", "daily_high.png",
                  "checkpoints/best.pt", "fold_0/metrics.csv", "fold_1/metrics.csv"]:
         assert (tmp_path / name).is_file(), name
-    res = json.loads((tmp_path / "results.json").read_text())
     assert len(res["fold_val_mse"]) == 2 and res["val_mse"] == min(res["fold_val_mse"])
     assert res["test_mse_usd"] > 0 and math.isclose(res["test_rmse_usd"], res["test_mse_usd"] ** 0.5)
     assert pd.read_csv(tmp_path / "folds.csv")["fold"].tolist() == [0, 1]
 
 
 def test_predict_run(csv, tmp_path):
-    r = run_script("lstm_ae_snp500.py", "task=predict", *COMMON, f"dataset.path={csv}", f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 0, r.stderr
+    res, cfg = run(csv, tmp_path, "task=predict", "dataset.plot_symbols=[]")
     for name in ["training_loss.png", "prediction_loss.png", "multistep.png", "reconstructions.png"]:
         assert (tmp_path / name).stat().st_size > 10_000, name
-    res = json.loads((tmp_path / "results.json").read_text())
+    assert not (tmp_path / "daily_high.png").exists()  # no symbols, no overview
     for key in ["test_onestep_mse", "test_multistep_mse", "baseline_test_onestep_mse", "baseline_test_multistep_mse"]:
         assert res[key] >= 0 and res[f"{key}_usd"] >= 0, key
     assert res["objective"] == "val_pred_mse" and res["forecast_context_days"] == 10
     assert res["forecast_blocks"] == 3 * 2  # 3 test stocks (20 % of 13) x 2 blocks of 20 days in 41
+    assert res["eval_precision"] == cfg.trainer.precision.value
     df = pd.read_csv(tmp_path / "metrics.csv")
     assert {"train_pred_mse", "val_pred_mse", "val_next_mse", "train_mse"} <= set(df.columns)
 
 
-def test_predict_needs_stock_data(tmp_path):
-    r = run_script("lstm_ae_toy.py", "task=predict", "dataset.num_sequences=30", "trainer.epochs=1",
-                   f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 2 and "only dataset=sp500 provides" in r.stdout + r.stderr
-
-
-def test_folds_need_a_dataset_that_supports_them(tmp_path):
-    r = run_script("lstm_ae_toy.py", "task.folds=3", "dataset.num_sequences=30", "trainer.epochs=1",
-                   f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 2 and "task.folds" in r.stdout + r.stderr
+def test_overview_figure_draws_the_chosen_symbols(csv, tmp_path):
+    _, cfg = run(csv, tmp_path, "dataset.plot_symbols=[S01,S02]", "dataset.price=low", "task.folds=null")
+    assert (tmp_path / "daily_low.png").stat().st_size > 10_000 and not (tmp_path / "daily_high.png").exists()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "sp500").is_dir(), reason="../shared/data not present")
 def test_real_data_sequences():
-    s = load_sp500(root=str(SHARED_DATA), seq_len=50, folds=5, fold=0)
-    stocks = {k: len(v) for k, v in s.meta["symbols"].items()}
-    assert sum(stocks.values()) == 477 and stocks["test"] == 95  # complete daily highs
-    assert len(s.meta["dates"]) == 1007 and len(s.test) == 95 * 20
+    s = load_sp500(root=str(SHARED_DATA), seq_len=50)
+    folds = group_folds(s, 5)
+    assert len(s.group_names) == 477 and len(s.series_names) == 95  # complete daily highs; 20 % held out
+    assert len(s.dates) == 1007 and len(s.test) == 95 * 20
+    assert len(folds[0].val) + len(folds[0].train) == (477 - 95) * 20

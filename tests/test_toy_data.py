@@ -14,8 +14,7 @@ def test_toy_data_properties():
     counts = torch.bincount(centres - 20, minlength=11).float()
     assert (counts / counts.sum() - 1 / 11).abs().max() < 0.015
     t = torch.arange(1, 51)
-    in_dip = (t >= centres[:, None] - 5) & (t <= centres[:, None] + 5)
-    assert (in_dip.sum(1) == 11).all()  # t = i-5 .. i+5: 11 values
+    in_dip = (t >= centres[:, None] - 5) & (t <= centres[:, None] + 5)  # the specification: t = i-5 .. i+5
     v = x[..., 0]
     assert v[in_dip].max() <= 0.1  # multiplied by 0.1
     inside, outside = v[in_dip], v[~in_dip]
@@ -30,6 +29,7 @@ def test_dip_values_are_the_uniform_values_times_point_one():
     x, centres = make_toy(num_sequences=50, seed=3)
     raw, _ = make_toy(num_sequences=50, seed=3, dip_scale=1.0)
     scaled = ~torch.isclose(x, raw)
+    assert (scaled[..., 0].sum(1) == 11).all()  # read off the data: 11 values per sequence are scaled
     torch.testing.assert_close(x[scaled], raw[scaled] * 0.1)
     t = torch.arange(1, 51)
     dip = (t >= centres[:, None] - 5) & (t <= centres[:, None] + 5)
@@ -46,3 +46,11 @@ def test_split_60_20_20_and_reproducible():
     # the three parts are disjoint: no sequence appears twice
     all_x = torch.cat([a.train.x, a.val.x, a.test.x])[..., 0]
     assert torch.unique(all_x, dim=0).shape[0] == 10_000
+
+
+def test_each_sequence_knows_its_dip_for_the_figures():
+    x, centres = make_toy(num_sequences=50, seed=4)
+    s = load_toy(num_sequences=50, seed=4, split=[0.6, 0.2, 0.2])
+    highlight = torch.cat([s.train.highlight, s.val.highlight, s.test.highlight])
+    assert torch.equal(highlight, torch.stack([centres - 5, centres + 5], dim=1))
+    torch.testing.assert_close(torch.cat([s.train.x, s.val.x, s.test.x]), x)

@@ -1,44 +1,60 @@
-"""The one training loop: schedulers, clipping, best checkpoint, divergence."""
+"""The one training loop: schedulers, clipping, precision, best checkpoint, divergence, shards."""
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pandas as pd
 import pytest
 import torch
 
+from lstm_ae.data import Split
 from lstm_ae.data.toy import load_toy
 from lstm_ae.errors import TrainingDiverged
 from lstm_ae.experiment import scheduler_factory
 from lstm_ae.model import LSTMAutoencoder
-from lstm_ae.tasks import Reconstruct
-from lstm_ae.trainer import Trainer
-from tests.conftest import compose_cfg
+from lstm_ae.tasks import Classify, Reconstruct
+from lstm_ae.trainer import AUTO_SHARDS_MIN_STEPS, Trainer
+from tests.conftest import compose_cfg, trainer_cfg
 
 
-def fit(tmp_path, scheduler="none", epochs=3, lr=1e-2, **trainer_kw):
-    cfg = compose_cfg("toy", [f"scheduler={scheduler}", f"trainer.epochs={epochs}", f"optimizer.lr={lr}"])
+def fit(tmp_path, scheduler="none", epochs=3, lr=1e-2, task=None, overrides=(), **trainer_kw):
+    cfg = compose_cfg("toy", [f"scheduler={scheduler}", f"trainer.epochs={epochs}", f"optimizer.lr={lr}", *overrides])
     splits = load_toy(num_sequences=40, seed=0)
+    torch.manual_seed(0)
     model = LSTMAutoencoder(1, 4)
-    trainer = Trainer(run_dir=tmp_path, epochs=epochs, batch_size=8, progress=False, device="cpu", **trainer_kw)
-    result = trainer.fit(model, Reconstruct(), splits, partial(torch.optim.Adam, lr=lr),
+    trainer = Trainer(tmp_path, trainer_cfg(epochs=epochs, batch_size=8, **trainer_kw))
+    result = trainer.fit(model, task or Reconstruct(), splits, partial(torch.optim.Adam, lr=lr),
                          scheduler_factory(cfg.scheduler))
     return result, pd.read_csv(tmp_path / "metrics.csv"), model
 
 
+class FlatValidation(Reconstruct):
+    """Validation loss never improves after the first epoch (it is constant): plateau schedulers react."""
+
+    def losses(self, out, batch):
+        parts = super().losses(out, batch)
+        return parts if out.reconstruction.requires_grad else {**parts, "loss": torch.tensor(1.0)}
+
+
 @pytest.mark.parametrize(
-    "scheduler,check",
+    "scheduler,overrides,task,expected",
     [
-        ("none", lambda lr: all(x == pytest.approx(1e-2) for x in lr)),
-        ("cosine", lambda lr: lr[0] == pytest.approx(1e-2) and lr[1] < lr[0] and lr[2] < lr[1]),
-        ("step", lambda lr: all(x == pytest.approx(1e-2) for x in lr)),  # step_size 50 > 3 epochs
-        ("onecycle", lambda lr: lr[0] == pytest.approx(1e-2 / 25, rel=0.05) and lr[1] > lr[0]),
-        ("plateau", lambda lr: all(x <= 1e-2 for x in lr)),
+        ("none", [], None, [1e-2, 1e-2, 1e-2]),
+        ("cosine", [], None, [1e-2, 1e-2 * (1 + math.cos(math.pi / 3)) / 2, 1e-2 * (1 + math.cos(2 * math.pi / 3)) / 2]),
+        ("step", ["scheduler.step_size=1", "scheduler.gamma=0.5"], None, [1e-2, 5e-3, 2.5e-3]),
+        ("plateau", ["scheduler.patience=0"], FlatValidation(), [1e-2, 1e-2, 5e-3]),  # epoch 2 did not improve
     ],
 )
-def test_schedulers_drive_the_learning_rate(tmp_path, scheduler, check):
-    result, df, _ = fit(tmp_path, scheduler)
+def test_schedulers_drive_the_learning_rate(tmp_path, scheduler, overrides, task, expected):
+    _, df, _ = fit(tmp_path, scheduler, task=task, overrides=overrides)
     assert list(df["epoch"]) == [1, 2, 3]
-    assert check(list(df["lr"])), list(df["lr"])
+    assert list(df["lr"]) == pytest.approx(expected)
+
+
+def test_onecycle_warms_up_within_the_epoch(tmp_path):
+    _, df, _ = fit(tmp_path, "onecycle")
+    lr = list(df["lr"])
+    assert lr[0] == pytest.approx(1e-2 / 25, rel=0.05) and lr[1] > lr[0]  # stepped per batch, from max_lr / 25
 
 
 def test_model_ends_with_best_validation_weights(tmp_path):
@@ -50,7 +66,7 @@ def test_model_ends_with_best_validation_weights(tmp_path):
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, ckpt["model"][k])
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
-    assert last["epoch"] == 4 and "optimizer" in last
+    assert last["epoch"] == 4 and "optimizer" in last and last["finished"]
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
@@ -60,9 +76,8 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
         splits = load_toy(num_sequences=40, seed=0)
         model = LSTMAutoencoder(1, 4)
         before = [p.detach().clone() for p in model.parameters()]
-        Trainer(run_dir=tmp_path / str(clip), epochs=1, batch_size=40, grad_clip=clip, progress=False,
-                device="cpu", save_checkpoints=False).fit(model, Reconstruct(), splits,
-                                                          partial(torch.optim.SGD, lr=1.0))
+        trainer = Trainer(tmp_path / str(clip), trainer_cfg(epochs=1, batch_size=40, grad_clip=clip, save_checkpoints=False))
+        trainer.fit(model, Reconstruct(), splits, partial(torch.optim.SGD, lr=1.0))
         return sum((p - b).norm().item() for p, b in zip(model.parameters(), before))
 
     assert moved(1e-6) < 1e-5 < moved(None)
@@ -81,7 +96,7 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_epoch(tmp_path):
             return parts
 
     splits = load_toy(num_sequences=40, seed=0)  # 24 training sequences: 5 steps of 5 per epoch
-    trainer = Trainer(run_dir=tmp_path, epochs=3, batch_size=5, progress=False, device="cpu")
+    trainer = Trainer(tmp_path, trainer_cfg(epochs=3, batch_size=5))
     model = LSTMAutoencoder(1, 4)
     with pytest.raises(TrainingDiverged, match=r"training \(step 3 of 5\) loss became nan in epoch 2; the last good"
                                                r" epoch's checkpoint is .*last.pt.*optimizer.lr"):
@@ -91,27 +106,51 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_epoch(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
 
 
-def test_bf16_precision_trains_and_keeps_metrics_fp32(tmp_path):
-    result, df, _ = fit(tmp_path, precision="bf16", epochs=2)
-    assert df["val_mse"].dtype == float and (df["val_mse"] > 0).all()
+@pytest.mark.parametrize("precision,inside", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_precision_sets_the_forward_dtype_and_losses_stay_fp32(tmp_path, precision, inside):
+    seen = {"forward": set(), "losses": set()}
+
+    class Spy(Reconstruct):
+        def losses(self, out, batch):
+            seen["losses"].add(out.reconstruction.dtype)
+            return super().losses(out, batch)
+
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(1, 4)
+    model.output.register_forward_hook(lambda m, i, out: seen["forward"].add(out.dtype))
+    trainer = Trainer(tmp_path, trainer_cfg(epochs=1, batch_size=8, precision=precision))
+    trainer.fit(model, Spy(), load_toy(num_sequences=40), partial(torch.optim.Adam, lr=1e-3))
+    outputs = trainer.predict(model, torch.rand(3, 50, 1))
+    assert seen["forward"] == {inside}  # training and evaluation forwards alike
+    assert seen["losses"] == {torch.float32} and outputs.reconstruction.dtype == torch.float32
+
+
+def test_predict_batches_at_eval_batch_size_and_matches_one_forward():
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(2, 5, num_classes=3)
+    x = torch.rand(7, 6, 2)
+    sizes = []
+    model.encoder.register_forward_hook(lambda m, i, out: sizes.append(i[0].shape[0]))
+    out = Trainer("unused", trainer_cfg(eval_batch_size=3)).predict(model, x)
+    assert sizes == [3, 3, 1]
+    with torch.no_grad():
+        whole = model.eval()(x)
+    torch.testing.assert_close(out.reconstruction, whole.reconstruction)
+    torch.testing.assert_close(out.logits, whole.logits)
 
 
 def test_sharded_step_gives_the_gradients_and_metrics_of_the_whole_batch():
-    from concurrent.futures import ThreadPoolExecutor
-
-    from lstm_ae.data import Split
-    from lstm_ae.tasks import Classify
-
     torch.manual_seed(0)
     model = LSTMAutoencoder(3, 6, num_classes=4)
-    batch = Split(torch.rand(7, 5, 3), torch.randint(0, 4, (7,)))  # 7 = 3 + 2 + 2: uneven shards
+    batch = Split(torch.rand(7, 5, 3), labels=torch.randint(0, 4, (7,)))  # 7 = 3 + 2 + 2: uneven shards
     task = Classify(recon_weight=2.0)
-    whole = Trainer("unused", progress=False, device="cpu", num_threads=2)
-    parts1 = whole._forward_backward(model, task, batch)
+    trainer = Trainer("unused", trainer_cfg())
+    parts1 = trainer._forward_backward(model, task, batch)
     grads1 = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
+    torch.set_num_threads(2)
     with ThreadPoolExecutor(3) as pool:
-        parts3 = whole._forward_backward(model, task, batch, pool, 3)
+        parts3 = trainer._forward_backward(model, task, batch, pool, 3)
     assert torch.get_num_threads() == 2  # the shards' one-thread setting does not leak
     for p, g in zip(model.parameters(), grads1):
         torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
@@ -125,7 +164,7 @@ def test_sharded_training_matches_and_repeats_exactly(tmp_path):
         torch.manual_seed(0)
         splits = load_toy(num_sequences=43, seed=0)  # 25 training sequences: the last batch has 1
         model = LSTMAutoencoder(1, 4)
-        trainer = Trainer(tmp_path / name, epochs=2, batch_size=8, progress=False, device="cpu", shards=shards)
+        trainer = Trainer(tmp_path / name, trainer_cfg(epochs=2, batch_size=8, shards=shards))
         result = trainer.fit(model, Reconstruct(), splits, partial(torch.optim.SGD, lr=0.5))
         return model.state_dict(), [row["train_loss"] for row in result.history]
 
@@ -137,14 +176,18 @@ def test_sharded_training_matches_and_repeats_exactly(tmp_path):
         assert torch.equal(w2b[k], w2[k]), k  # gradients summed in a fixed order: bitwise repeatable
 
 
-def test_auto_shards_only_for_long_sequences_on_cpu_and_validated():
-    from lstm_ae.config import validate
+def test_auto_shards_only_for_long_sequences_on_cpu():
+    long, short = AUTO_SHARDS_MIN_STEPS, AUTO_SHARDS_MIN_STEPS - 1
+    assert Trainer("unused", trainer_cfg(shards=3)).shards_for(short) == 3
+    auto = Trainer("unused", trainer_cfg())
+    torch.set_num_threads(2)
+    assert auto.shards_for(long) == 2 and auto.shards_for(short) == 1
+    torch.set_num_threads(1)
+    assert auto.shards_for(long) == 1
 
-    assert Trainer("unused", progress=False, device="cpu", shards=3).shards == 3
-    auto = Trainer("unused", progress=False, device="cpu", num_threads=2)
-    assert auto.shards is None
-    assert auto.auto_shards(784) == 2 and auto.auto_shards(50) == 1 and auto.auto_shards(28) == 1
-    assert Trainer("unused", progress=False, device="cpu", num_threads=1).auto_shards(784) == 1
-    cfg = compose_cfg("toy", ["trainer.shards=0"])
-    with pytest.raises(Exception, match="trainer.shards must be a positive integer"):
-        validate(cfg)
+
+def test_trainer_leaves_process_settings_alone(tmp_path):
+    torch.set_num_threads(1)
+    Trainer(tmp_path, trainer_cfg(epochs=1, num_threads=2)).fit(LSTMAutoencoder(1, 4), Reconstruct(), load_toy(num_sequences=30),
+                                                      partial(torch.optim.Adam, lr=1e-3))
+    assert torch.get_num_threads() == 1  # threads are the entry point's (lstm_ae.trainer.configure_torch)
