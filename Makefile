@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(PY) lstm_ae_toy.py
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
 grid: $(STAMP)
 	$(PY) lstm_ae_toy.py -m hparams_search=toy_grid

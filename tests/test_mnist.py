@@ -13,6 +13,8 @@ from lstm_ae.errors import ConfigError, DataError
 from lstm_ae.experiment import train_and_test
 from tests.conftest import CPU, SHARED_DATA, compose_cfg, write_fake_mnist, write_idx
 
+pytestmark = pytest.mark.xdist_group("mnist_run")  # its module-scoped run is made once
+
 N_TRAIN, N_TEST = 40, 12
 
 

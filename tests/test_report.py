@@ -6,6 +6,8 @@ import pytest
 from lstm_ae import report, reproduce
 from tests.conftest import sp500_root, write_fake_mnist
 
+pytestmark = pytest.mark.xdist_group("reproduce_smoke")  # its module-scoped run is made once
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):

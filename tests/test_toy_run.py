@@ -12,6 +12,8 @@ from lstm_ae.tasks import Reconstruct
 from lstm_ae.trainer import Trainer, configure_torch
 from tests.conftest import TINY_TOY, compose_cfg, needs_cuda, run_script, trainer_cfg
 
+pytestmark = pytest.mark.xdist_group("toy_run")  # its module-scoped run is made once
+
 ARTEFACTS = [
     ".hydra/config.yaml",
     ".hydra/overrides.yaml",

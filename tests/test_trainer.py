@@ -14,7 +14,7 @@ from lstm_ae.experiment import scheduler_factory
 from lstm_ae.model import LSTMAutoencoder
 from lstm_ae.tasks import Classify, Reconstruct
 from lstm_ae.trainer import AUTO_SHARDS_MIN_STEPS, Trainer
-from tests.conftest import compose_cfg, trainer_cfg
+from tests.conftest import compose_cfg, needs_cuda, trainer_cfg
 
 
 def fit(tmp_path, scheduler="none", epochs=3, lr=1e-2, task=None, overrides=(), **trainer_kw):
@@ -67,6 +67,7 @@ def test_model_ends_with_best_validation_weights(tmp_path):
         torch.testing.assert_close(v, ckpt["model"][k])
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
     assert last["epoch"] == 4 and "optimizer" in last and last["finished"]
+    assert last["rng"]["cuda"] is None  # a CPU run never touches CUDA, even where there is a GPU
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
@@ -191,3 +192,15 @@ def test_trainer_leaves_process_settings_alone(tmp_path):
     Trainer(tmp_path, trainer_cfg(epochs=1, num_threads=2)).fit(LSTMAutoencoder(1, 4), Reconstruct(), load_toy(num_sequences=30),
                                                       partial(torch.optim.Adam, lr=1e-3))
     assert torch.get_num_threads() == 1  # threads are the entry point's (lstm_ae.trainer.configure_torch)
+
+
+@needs_cuda
+def test_training_and_prediction_on_cuda(tmp_path):
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(1, 4)
+    trainer = Trainer(tmp_path, trainer_cfg(epochs=2, batch_size=8, device="cuda", precision="bf16"))
+    result = trainer.fit(model, Reconstruct(), load_toy(num_sequences=40), partial(torch.optim.Adam, lr=1e-3))
+    assert next(model.parameters()).is_cuda and len(result.history) == 2
+    out = trainer.predict(model, torch.rand(3, 50, 1))  # inputs on the CPU: outputs come back there, in fp32
+    assert out.reconstruction.device.type == "cpu" and out.reconstruction.dtype == torch.float32
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["rng"]["cuda"] is not None
