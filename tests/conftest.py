@@ -51,9 +51,12 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 300) ->
 
 
 @pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """Entry points set torch's thread count for the whole process; no test leaks it to the next."""
+def _one_torch_thread():
+    """Each test starts with one torch thread (the suite runs on every core at once: more threads
+    per test would only fight over them; tests of threading set their own), and whatever an entry
+    point sets for the process is undone after it: no test leaks it to the next."""
     threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 

@@ -13,7 +13,7 @@ from lstm_ae.errors import ConfigError, DataError
 from lstm_ae.experiment import train_and_test
 from tests.conftest import CPU, SHARED_DATA, compose_cfg, write_fake_mnist, write_idx
 
-pytestmark = pytest.mark.xdist_group("mnist_run")  # its module-scoped run is made once
+pytestmark = pytest.mark.xdist_group("mnist_run")  # its one run stays on one worker
 
 N_TRAIN, N_TEST = 40, 12
 
@@ -100,7 +100,7 @@ def test_val_size_must_leave_training_images(fake_root):
         load_mnist(root=str(fake_root), val_size=N_TRAIN)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # made once, also when xdist interleaves other tests
 def classify_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("mnist")
     write_fake_mnist(base / "root")

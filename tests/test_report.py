@@ -6,10 +6,10 @@ import pytest
 from lstm_ae import report, reproduce
 from tests.conftest import sp500_root, write_fake_mnist
 
-pytestmark = pytest.mark.xdist_group("reproduce_smoke")  # its module-scoped run is made once
+pytestmark = pytest.mark.xdist_group("reproduce_smoke")  # its one run stays on one worker
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # made once, also when xdist interleaves other tests
 def smoke(tmp_path_factory):
     """A fake data root (MNIST and S&P with the real file layout) and one smoke run of the whole chain."""
     tmp = tmp_path_factory.mktemp("reproduce")

@@ -12,7 +12,7 @@ from lstm_ae.tasks import Reconstruct
 from lstm_ae.trainer import Trainer, configure_torch
 from tests.conftest import TINY_TOY, compose_cfg, needs_cuda, run_script, trainer_cfg
 
-pytestmark = pytest.mark.xdist_group("toy_run")  # its module-scoped run is made once
+pytestmark = pytest.mark.xdist_group("toy_run")  # its one run stays on one worker
 
 ARTEFACTS = [
     ".hydra/config.yaml",
@@ -27,7 +27,7 @@ ARTEFACTS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # made once, also when xdist interleaves other tests
 def toy_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("toy") / "run"
     proc = run_script("lstm_ae_toy.py", *TINY_TOY, "trainer.epochs=2", f"hydra.run.dir={run_dir}")
