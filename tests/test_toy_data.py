@@ -1,7 +1,18 @@
 """The synthetic data of assignment 3.1 has exactly the specified properties."""
+import dataclasses
+
 import torch
 
-from lstm_ae.data.toy import load_toy, make_toy
+from lstm_ae.config import ToyDatasetConfig
+from lstm_ae.data import toy as toy_module
+from lstm_ae.data.toy import load_toy
+
+DEFAULTS = {k: v for k, v in dataclasses.asdict(ToyDatasetConfig()).items() if k not in ("_target_", "split")}
+
+
+def make_toy(**overrides):
+    """The generator with the config's defaults (the specification: 10,000 x 50, i in 20..30, ...)."""
+    return toy_module.make_toy(**{**DEFAULTS, **overrides})
 
 
 def test_toy_data_properties():

@@ -13,16 +13,10 @@ import torch
 from lstm_ae.data import Split, Splits, split_sizes
 
 
-def make_toy(
-    num_sequences: int = 10_000,
-    seq_len: int = 50,
-    dip_min: int = 20,
-    dip_max: int = 30,
-    dip_half_width: int = 5,
-    dip_scale: float = 0.1,
-    seed: int = 0,
-) -> "tuple[torch.Tensor, torch.Tensor]":
-    """Return (x, centres): x (N, T, 1) float32, centres (N,) the 1-based dip centre i."""
+def make_toy(num_sequences: int, seq_len: int, dip_min: int, dip_max: int, dip_half_width: int, dip_scale: float,
+             seed: int) -> "tuple[torch.Tensor, torch.Tensor]":
+    """Return (x, centres): x (N, T, 1) float32, centres (N,) the 1-based dip centre i.
+    (The defaults are :func:`load_toy`'s, which are the config's.)"""
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(num_sequences, seq_len, generator=gen)
     centres = torch.randint(dip_min, dip_max + 1, (num_sequences,), generator=gen)
