@@ -1,8 +1,8 @@
 """Assignment 3.3: LSTM autoencoders on S&P 500 daily prices 2014-2017 (see conf/snp500.yaml).
 
-    python lstm_ae_snp500.py task=plot_stocks      # daily high of AMZN and GOOGL
     python lstm_ae_snp500.py task=reconstruct      # k-fold cross-validation over stocks, then test
     python lstm_ae_snp500.py task=predict          # + one-step head, one-step vs multi-step forecasts
+Every run first draws daily_<price>.png of dataset.plot_symbols (AMZN and GOOGL) against the date.
 """
 import hydra
 from omegaconf import DictConfig

@@ -182,11 +182,11 @@ class SP500DatasetConfig:
     path: Optional[str] = None  # a .csv or .csv.gz file instead (absolute, or relative to root)
     download: bool = False  # fetch the Kaggle dataset with kagglehub when the file is missing
     price: Price = Price.high  # the price column used: open | high | low | close
-    plot_symbols: List[str] = field(default_factory=lambda: ["AMZN", "GOOGL"])  # drawn in daily_<price>.png
+    plot_symbols: List[str] = field(default_factory=lambda: ["AMZN", "GOOGL"])  # drawn in daily_<price>.png; []: none
     seq_len: Optional[int] = 50  # days per sequence (sub-sequences); null: each whole series
     stride: Optional[int] = None  # days between window starts; null: seq_len (no overlap)
     test_fraction: float = 0.2  # share of the stocks held out for the final test
-    val_fraction: float = 0.2  # share of the other stocks for validation (without task.folds)
+    val_fraction: float = 0.2  # share of the other stocks for validation (task.folds: train+val cut into folds)
     seed: int = 0
 
 

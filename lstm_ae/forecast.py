@@ -12,32 +12,29 @@ model's one-step head at the window's last position and scaled back with the sam
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Dict
 
 import torch
 
 from lstm_ae.data.sp500 import scale_windows
-from lstm_ae.model import AEOutput
+from lstm_ae.model import Predictor
 
 
-Predict = Callable[[torch.Tensor], AEOutput]  # x (N, T, 1) -> the model's outputs (Trainer.predict)
-
-
-def next_value(predict: Predict, windows: torch.Tensor) -> torch.Tensor:
+def next_value(predict: Predictor, windows: torch.Tensor) -> torch.Tensor:
     """The model's forecast of the day after each window; windows: (N, C) prices -> (N,) prices."""
     scaled, lo, span = scale_windows(windows.double())
     pred = predict(scaled.float().unsqueeze(-1)).prediction[:, -1, 0]
     return (pred.double() * span.squeeze(1) + lo.squeeze(1)).to(windows.dtype)
 
 
-def one_step(predict: Predict, series: torch.Tensor, context: int) -> torch.Tensor:
+def one_step(predict: Predictor, series: torch.Tensor, context: int) -> torch.Tensor:
     """Forecasts of days context+1 .. T of each series (N, T), each from the true days before it."""
     n, days = series.shape
     windows = series.unfold(1, context, 1)[:, : days - context]  # (N, T-C, C): window k ends on day C+k-1
     return next_value(predict, windows.reshape(-1, context)).reshape(n, days - context)
 
 
-def multi_step(predict: Predict, series: torch.Tensor, context: int) -> torch.Tensor:
+def multi_step(predict: Predictor, series: torch.Tensor, context: int) -> torch.Tensor:
     """Forecasts of days context+1 .. T, each made from the window holding the forecasts before it."""
     window = series[:, :context].clone()
     preds = []

@@ -48,6 +48,9 @@ class AEOutput:
                            else torch.cat([getattr(o, f.name) for o in outputs]) for f in fields(first)})
 
 
+Predictor = Callable[[torch.Tensor], AEOutput]  # x (N, T, m) -> outputs, e.g. Trainer.predict bound to a model
+
+
 class LSTMAutoencoder(nn.Module):
     def __init__(
         self,

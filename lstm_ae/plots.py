@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import matplotlib
 
@@ -169,8 +169,9 @@ def dated(path: Path, panels: Sequence[dict], ylabel: str, suptitle: str) -> Pat
         return _save(fig, path)
 
 
-def overview(path: Path, table: "pd.DataFrame", value_name: str, unit: str) -> Path:
+def overview(path: Path, table: "pd.DataFrame", value_name: str, unit: Optional[str]) -> Path:
     """Whole series (the columns of a dates x names table) against the date, e.g. AMZN's and GOOGL's daily high."""
     lines = [(name, table.index, table[name].to_numpy(), {"color": f"C{i}"}) for i, name in enumerate(table.columns)]
     title = f"{value_name[0].upper()}{value_name[1:]}, {table.index[0].date()} to {table.index[-1].date()}"
-    return dated(path, [{"title": title, "lines": lines}], f"{value_name} ({unit})", " and ".join(table.columns))
+    ylabel = f"{value_name} ({unit})" if unit else value_name
+    return dated(path, [{"title": title, "lines": lines}], ylabel, " and ".join(table.columns))

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
 from lstm_ae import forecast, plots
 from lstm_ae.data import Split, Splits
-from lstm_ae.model import AEOutput
-
-Predict = Callable[[torch.Tensor], AEOutput]  # x (N, T, m) -> the model's fp32 outputs
+from lstm_ae.model import AEOutput, Predictor
 
 
 @dataclass
@@ -56,13 +54,13 @@ class Reconstruct:
         mean = splits.train.x.mean(dim=0, keepdim=True)
         return {"baseline_test_mse": F.mse_loss(mean.expand_as(splits.test.x), splits.test.x).item()}
 
-    def test(self, splits: Splits, predict: Predict) -> TestResult:
+    def test(self, splits: Splits, predict: Predictor) -> TestResult:
         """The losses over the test split and, where the data has units, the MSE in those units."""
         test = splits.test
         outputs = predict(test.x)
         metrics = {f"test_{k}": v.item() for k, v in self.losses(outputs, test).items()}
         if splits.unit is not None:  # each sequence back in its own units (its own scale)
-            diff = (outputs.reconstruction[:, :, 0].double() - test.x[:, :, 0].double()) * test.scale.unsqueeze(1)
+            diff = test.in_units(outputs.reconstruction[:, :, 0]) - test.in_units(test.x[:, :, 0])
             mse = (diff**2).mean().item()
             unit = splits.unit.lower()
             metrics.update({f"test_mse_{unit}": mse, f"test_rmse_{unit}": mse**0.5})
@@ -219,7 +217,7 @@ class Predict(Reconstruct):
             results.update({f"baseline_test_{name}": value for name, value in errors.items()})
         return results
 
-    def test(self, splits: Splits, predict: Predict) -> TestResult:
+    def test(self, splits: Splits, predict: Predictor) -> TestResult:
         result = super().test(splits, predict)
         if splits.series is None:
             return result

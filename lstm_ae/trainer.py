@@ -280,6 +280,7 @@ class Trainer:
                 train_metrics = self._train_epoch(model, task, train, opt, sched if per_batch else None,
                                                   batches, epoch, pool, shards)
                 val_metrics = self.evaluate(model, task, val)
+                self._check_finite("training", train_metrics["loss"], epoch, opt)  # (on a GPU not every step is)
                 self._check_finite("validation", val_metrics["loss"], epoch, opt)
                 if sched is not None and not per_batch:
                     plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)

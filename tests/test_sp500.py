@@ -89,14 +89,29 @@ def test_folds_are_disjoint_by_stock(csv):
         assert f.train.group.tolist() == sorted(f.train.group.tolist(), key=lambda g: s.group_names[g])  # by name
     assert all(not (vals[i] & vals[j]) for i in range(4) for j in range(i + 1, 4))
     assert set().union(*vals) == pool
-    # folds are contiguous blocks of the seeded order, which also gives the split without folds
-    assert vals[0] == set(s.group_names[: len(vals[0])]) and groups(s.val, s) == set(s.group_names[: len(groups(s.val, s))])
+    # the specification (and the loader before generic folds): the complete stocks, sorted, in a seeded
+    # permutation; the first 20 % are the test stocks, the rest cut into contiguous blocks, one per fold
+    symbols = sorted(set(STOCKS) - {"S03"})
+    shuffled = [symbols[i] for i in np.random.default_rng(0).permutation(len(symbols))]
+    rest = shuffled[round(len(symbols) * 0.2):]
+    assert groups(s.test, s) == set(shuffled[: round(len(symbols) * 0.2)])
+    assert vals == [{rest[i] for i in block} for block in np.array_split(np.arange(len(rest)), 4)]
+    assert groups(s.val, s) == set(rest[: round(len(rest) * 0.2)])  # without folds: the first 20 % of the rest
 
 
 @pytest.mark.parametrize("folds", [1, 100])
 def test_bad_fold_counts(csv, folds):
     with pytest.raises(ConfigError, match="task.folds"):
         group_folds(load_sp500(path=str(csv), seq_len=10), folds)
+
+
+def test_every_field_of_a_split_moves_with_it(csv):
+    """Batches index every field with one index tensor on the training device: all must be there."""
+    moved = load_sp500(path=str(csv), seq_len=10).train.to("meta")
+    tensors = {name: t for name, t in vars(moved).items() if t is not None}
+    assert {"x", "next_value", "group", "start", "offset", "scale"} <= set(tensors)
+    assert all(t.device.type == "meta" for t in tensors.values())
+    assert moved[torch.tensor([0, 2], device="meta")].group.device.type == "meta"
 
 
 def test_unknown_plot_symbol(csv):

@@ -43,9 +43,8 @@ class Split:
         return Split(**{f.name: None if (v := getattr(self, f.name)) is None else v[index] for f in fields(self)})
 
     def to(self, device: torch.device | str) -> "Split":
-        """The tensors the model and the losses read (x, labels, next_value) on ``device``."""
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return replace(self, x=move(self.x), labels=move(self.labels), next_value=move(self.next_value))
+        """Every field on ``device`` (batches index them all with one index tensor there)."""
+        return Split(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device) for f in fields(self)})
 
     def in_units(self, values: torch.Tensor) -> torch.Tensor:
         """Scaled values (N, T) of these sequences back in data units (float64)."""

@@ -120,7 +120,7 @@ def read_prices(path: Path | str) -> pd.DataFrame:
     return df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
 
 
-def price_table(df: pd.DataFrame, price: str = "high") -> pd.DataFrame:
+def price_table(df: pd.DataFrame, price: str) -> pd.DataFrame:
     """Dates x symbols table of one price column (NaN where a stock has no price that day)."""
     return df.pivot(index="date", columns="symbol", values=price).sort_index()
 
@@ -149,7 +149,8 @@ def split_stocks(symbols: List[str], test_fraction: float, val_fraction: float, 
     test, rest = shuffled[:n_test], shuffled[n_test:]
     n_val = max(1, round(len(rest) * val_fraction))
     if len(rest) - n_val < 1:
-        raise ConfigError(f"{len(symbols)} complete stocks are too few to keep any for training")
+        raise ConfigError(f"{len(symbols)} complete stocks are too few to keep any for training; "
+                          "lower dataset.val_fraction or dataset.test_fraction")
     return {"val": rest[:n_val], "train": rest[n_val:], "test": test}
 
 
@@ -191,7 +192,7 @@ def load_sp500(
     if missing:
         raise DataError(
             f"symbol(s) {', '.join(missing)} not in the price file (it has {len(table.columns)} symbols, "
-            f"e.g. {', '.join(list(table.columns[:5]))}); set dataset.plot_symbols=[...]"
+            f"e.g. {', '.join(list(table.columns[:5]))}); set dataset.plot_symbols=[...], or [] to draw none"
         )
     dates = table.index
     symbols = complete_stocks(table)
@@ -232,8 +233,7 @@ def load_sp500(
                   overview=table[list(plot_symbols)])
 
 
-def load_table(root: Optional[str] = None, path: Optional[str] = None, download: bool = False,
-               price: Price | str = Price.high) -> pd.DataFrame:
+def load_table(root: Optional[str], path: Optional[str], download: bool, price: Price | str) -> pd.DataFrame:
     """Dates x symbols table of one price column of the file :func:`locate` finds."""
     file = locate(root, path, download)
     return _cached_table(str(file.resolve()), file.stat().st_mtime_ns, Price(price).value)
