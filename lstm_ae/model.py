@@ -37,9 +37,6 @@ class AEOutput:
         """The same outputs in fp32 (after a bf16 autocast forward), so losses stay in fp32."""
         return self.map(lambda t: t.float())
 
-    def __getitem__(self, index) -> "AEOutput":
-        return self.map(lambda t: t[index])
-
     @staticmethod
     def cat(outputs: Sequence["AEOutput"]) -> "AEOutput":
         """The outputs of consecutive batches as one."""
