@@ -1,4 +1,9 @@
-"""Hydra callback: after a multirun, ``summary.csv`` in the sweep folder, best job first."""
+"""Hydra callback: after a multirun, ``summary.csv`` in the sweep folder, best job first.
+
+A sweep over ``trainer.seed`` as well (``-m ... trainer.seed=0,1,2``) repeats each configuration
+over those seeds: every row then also holds its configuration's ``<objective>_mean``,
+``<objective>_std`` and ``seeds``, and rows are sorted by that mean.
+"""
 from __future__ import annotations
 
 import json
@@ -16,6 +21,7 @@ log = logging.getLogger(__name__)
 def collect(sweep_dir: Path) -> pd.DataFrame:
     """One row per job folder under ``sweep_dir``: overrides, results.json metrics, folder."""
     rows: List[Dict[str, Any]] = []
+    keys: List[str] = []  # the override keys, in order of appearance
     for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
         job_dir = overrides_file.parent.parent
         row: Dict[str, Any] = {"job": job_dir.name}
@@ -23,6 +29,7 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
             key, _, value = str(item).partition("=")
             if not key.startswith(("hparams_search", "hydra")):
                 row[key.lstrip("+~")] = value
+                keys += [key.lstrip("+~")] if key.lstrip("+~") not in keys else []
         results_file = job_dir / "results.json"
         if results_file.exists():
             row["status"] = "completed"
@@ -39,8 +46,29 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
     objective = df["objective"].dropna().iloc[0] if "objective" in df and df["objective"].notna().any() else None
     if objective in df:
         ascending = "objective_mode" not in df or df["objective_mode"].dropna().iloc[0] != "max"
-        df = df.sort_values(objective, ascending=ascending, na_position="last", kind="stable")
+        sort_by = objective
+        if SEED in df and df[SEED].nunique() > 1:  # the same configuration over several seeds
+            df = _seed_statistics(df, objective, [k for k in keys if k != SEED])
+            sort_by = f"{objective}_mean"
+        df = df.sort_values([sort_by, objective], ascending=ascending, na_position="last", kind="stable")
     return df.reset_index(drop=True)
+
+
+SEED = "trainer.seed"
+
+
+def _seed_statistics(df: pd.DataFrame, objective: str, config: List[str]) -> pd.DataFrame:
+    """Each job's configuration (``config``: its override keys but the seed) gets the mean and standard
+    deviation of the objective over its seeds' jobs (none if one failed) and the count of completed
+    seeds: a winner is then not a lucky seed."""
+    key = df[config].astype(str).agg("|".join, axis=1) if config else pd.Series("", index=df.index)
+    values = pd.to_numeric(df[objective], errors="coerce").where(df["status"] == "completed")
+    grouped = values.groupby(key)
+    # a configuration with a failed seed gets no mean: it ranks after those that completed every seed
+    mean = grouped.apply(lambda v: v.mean(skipna=False))
+    std = grouped.apply(lambda v: v.std(ddof=1, skipna=False))
+    return df.assign(**{f"{objective}_mean": key.map(mean), f"{objective}_std": key.map(std),
+                        "seeds": key.map(grouped.count())})
 
 
 class SweepSummary(Callback):
@@ -60,11 +88,16 @@ class SweepSummary(Callback):
             return
         best = done.iloc[0]
         objective = best["objective"]
-        swept = {k: best[k] for k in df.columns if "." in k and df[k].nunique(dropna=False) > 1}
+        swept = {k: best[k] for k in df.columns if "." in k and k != SEED and df[k].nunique(dropna=False) > 1}
         test = f"  test_mse={best['test_mse']:.5f}" if "test_mse" in best else ""
+        if f"{objective}_mean" in best:
+            objective_text = (f"{objective} mean {best[f'{objective}_mean']:.5f} +- {best[f'{objective}_std']:.5f} "
+                              f"over {best['seeds']} seeds")
+        else:
+            objective_text = f"{objective}={best[objective]:.5f}"
         # printed, not logged: this is the answer the user ran the sweep for
         print(
             f"summary of {len(df)} jobs ({len(done)} completed): {path}\n"
-            f"best: {swept or 'all jobs equal'}  {objective}={best[objective]:.5f}{test}\n"
+            f"best: {swept or 'all jobs equal'}  {objective_text}{test}\n"
             f"      {best['run_dir']}"
         )

@@ -162,3 +162,20 @@ def test_ray_launcher_runs_a_sweep_locally(tmp_path, monkeypatch):
     shutil.rmtree(ray_tmp, ignore_errors=True)
     df = pd.read_csv(tmp_path / "sweep" / "summary.csv")
     assert len(df) == 2 and (df["status"] == "completed").all()
+
+
+def test_summary_of_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_path):
+    jobs = [("8", 0, 0.10), ("8", 1, 0.30), ("16", 0, 0.15), ("16", 1, 0.17), ("32", 0, None), ("32", 1, 0.01)]
+    for i, (hidden, seed, val) in enumerate(jobs):
+        (tmp_path / str(i) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text(
+            f"- model.hidden_size={hidden}\n- optimizer=sgd\n- trainer.seed={seed}\n")
+        if val is not None:
+            (tmp_path / str(i) / "results.json").write_text(json.dumps({"objective": "val_mse", "val_mse": val}))
+    df = collect(tmp_path)
+    first = df.iloc[0]
+    assert first["model.hidden_size"] == "16" and first["val_mse_mean"] == pytest.approx(0.16)  # not the lucky 0.01
+    assert first["val_mse_std"] == pytest.approx(0.0141421, rel=1e-4) and first["seeds"] == 2
+    assert list(df["model.hidden_size"]) == ["16", "16", "8", "8", "32", "32"]  # 32 lost a seed: last, despite 0.01
+    assert df.loc[df["model.hidden_size"] == "32", "seeds"].tolist() == [1, 1]
+    assert df.loc[df["model.hidden_size"] == "32", "val_mse_mean"].isna().all()
