@@ -10,6 +10,7 @@ Run-folder contract (every task): ``.hydra/`` (Hydra), ``metrics.csv`` (one row 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import shutil
@@ -142,10 +143,12 @@ def resume_dir(resume: Optional[str], run_dir: Path, overrides: Sequence[str] = 
     return path
 
 
-def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
-            callbacks: Sequence[EpochCallback] = ()) -> Tuple[torch.nn.Module, FitResult, Trainer]:
-    """Train a model on ``splits`` into ``run_dir`` (continuing its last.pt with ``trainer.resume``);
-    it returns holding its best weights."""
+def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any, callbacks: Sequence[EpochCallback] = (),
+            resume: Optional[bool] = None, tag: Optional[str] = None) -> Tuple[torch.nn.Module, FitResult, Trainer]:
+    """Train a model on ``splits`` into ``run_dir``; it returns holding its best weights.
+
+    ``resume``: continue the run folder's last.pt (default: when ``trainer.resume`` is set);
+    ``tag`` is saved in the checkpoints (the config's fingerprint)."""
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg, splits, task)
     trainer = Trainer(run_dir, cfg.trainer)
@@ -161,13 +164,14 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any,
         optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
         scheduler=scheduler_factory(cfg.scheduler),
         callbacks=callbacks,
-        resume=cfg.trainer.resume is not None,
+        resume=cfg.trainer.resume is not None if resume is None else resume,
+        tag=tag,
     )
     return model, fit, trainer
 
 
-def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits],
-                   task: Any) -> Tuple[Splits, torch.nn.Module, FitResult, Trainer, Dict[str, Any]]:
+def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits], task: Any, resume: Optional[bool] = None,
+                   tag: Optional[str] = None) -> Tuple[Splits, torch.nn.Module, FitResult, Trainer, Dict[str, Any]]:
     """k-fold cross-validation (``folds``: from ``lstm_ae.data.group_folds``): one model per fold in
     ``fold_<k>/``; the best on validation wins.
 
@@ -179,7 +183,7 @@ def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits],
     rows, best = [], None
     for k, fold in enumerate(folds):
         log.info("fold %d/%d", k + 1, len(folds))
-        model, fit, trainer = fit_one(cfg, run_dir / f"fold_{k}", fold, task)
+        model, fit, trainer = fit_one(cfg, run_dir / f"fold_{k}", fold, task, resume=resume, tag=tag)
         row = {"fold": k, "best_epoch": fit.best_epoch, **{f"val_{m}": v for m, v in fit.best.items()}}
         rows.append(row)
         if best is None or sign * row[key] < sign * best[0][key]:
@@ -199,13 +203,23 @@ def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits],
     return fold, model, fit, trainer, summary
 
 
-def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
-    """Run one experiment into ``run_dir``; return what is written to ``results.json``."""
+def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -> Dict[str, Any]:
+    """Run one experiment into ``run_dir``; return what is written to ``results.json``.
+
+    ``continue_job`` (a multirun's job): a job folder that already holds this config's results is
+    not trained again (its results are returned), and one holding this config's ``last.pt`` is
+    continued from there, so rerunning an interrupted sweep into its folder finishes it.
+    """
+    fingerprint = config_fingerprint(cfg)
+    if continue_job and (done := _finished(run_dir, fingerprint)) is not None:
+        log.info("this job finished before (%s): not trained again", run_dir / "results.json")
+        return done
     validate(cfg)
     configure_torch(cfg.trainer.num_threads)
     seed_everything(cfg.trainer.seed)
     task = build(cfg.task)
     run_dir = _run_dir_or_resumed(cfg, run_dir)
+    resume = cfg.trainer.resume is not None or (continue_job and _checkpoint_tag(run_dir) == fingerprint)
     splits = load_data(cfg, task)
     folds = group_folds(splits, task.folds) if task.folds is not None else None
     if splits.overview is not None and len(splits.overview.columns):
@@ -213,9 +227,9 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                        splits.value_name, splits.unit)
     cv: Dict[str, Any] = {}
     if folds is None:
-        model, fit, trainer = fit_one(cfg, run_dir, splits, task)
+        model, fit, trainer = fit_one(cfg, run_dir, splits, task, resume=resume, tag=fingerprint)
     else:
-        splits, model, fit, trainer, cv = cross_validate(cfg, run_dir, folds, task)
+        splits, model, fit, trainer, cv = cross_validate(cfg, run_dir, folds, task, resume, fingerprint)
     test = task.test(splits, functools.partial(trainer.predict, model))  # the one test pass
     results: Dict[str, Any] = dict(test.metrics)
     results.update({f"val_{k}": v for k, v in fit.best.items()})
@@ -235,6 +249,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         eval_batch_size=cfg.trainer.eval_batch_size,
         device=str(trainer.device),
         torch_version=torch.__version__,
+        config_sha1=fingerprint,
     )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     task.figures(run_dir, splits, test, fit.history)
@@ -244,6 +259,34 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         results[f"test_{task.objective}"], run_dir,
     )
     return results
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """A short hash of what defines a run: its config, but ``trainer.resume`` and ``trainer.progress``."""
+    data = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("resume", "progress"):
+        data.get("trainer", {}).pop(key, None)
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finished(run_dir: Path, fingerprint: str) -> Optional[Dict[str, Any]]:
+    """The results of ``run_dir`` when they are this config's, else None."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if results.get("config_sha1") == fingerprint else None
+
+
+def _checkpoint_tag(run_dir: Path) -> Optional[str]:
+    """The fingerprint saved in ``run_dir``'s last.pt (a fold's, under cross-validation), if any."""
+    for last in [run_dir / "checkpoints" / "last.pt", *sorted(run_dir.glob("fold_*/checkpoints/last.pt"))]:
+        if last.exists():
+            try:
+                return torch.load(last, map_location="cpu", weights_only=False).get("tag")
+            except Exception:  # unreadable: not ours to continue
+                return None
+    return None
 
 
 def _run_dir_or_resumed(cfg: DictConfig, run_dir: Path) -> Path:
@@ -271,7 +314,7 @@ def run(cfg: DictConfig) -> float:
     run_dir = run_dir_from_hydra()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        results = train_and_test(cfg, run_dir)
+        results = train_and_test(cfg, run_dir, continue_job=multirun)
     except UserError as err:
         log.error("%s: %s", type(err).__name__, err)
         if multirun:

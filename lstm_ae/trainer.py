@@ -108,9 +108,12 @@ class TrainState:
         self.stale += 1
         return False
 
-    def checkpoint(self, model: nn.Module, opt, sched, batches: torch.Generator, cuda: bool) -> Dict[str, Any]:
-        """Everything needed to continue after ``self.epoch`` exactly as if never stopped."""
+    def checkpoint(self, model: nn.Module, opt, sched, batches: torch.Generator, cuda: bool,
+                   tag: Optional[str] = None) -> Dict[str, Any]:
+        """Everything needed to continue after ``self.epoch`` exactly as if never stopped (``tag``:
+        the caller's name for what is trained, e.g. the config's fingerprint)."""
         return {
+            "tag": tag,
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": None if sched is None else sched.state_dict(),
@@ -245,14 +248,14 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def fit(self, model: nn.Module, task: Any, splits: Splits, optimizer: OptimizerFactory,
             scheduler: Optional[SchedulerFactory] = None, callbacks: Sequence[EpochCallback] = (),
-            resume: bool = False) -> FitResult:
+            resume: bool = False, tag: Optional[str] = None) -> FitResult:
         """Train on ``splits.train``, validate every epoch, keep the best-on-validation weights.
 
         ``metrics.csv`` and ``checkpoints/{best,last}.pt`` are written into the run folder as
         training goes. With ``resume``, a ``last.pt`` there is loaded and training continues after
         its epoch, with the result of an uninterrupted run (CPU, same seed). ``callbacks`` are
-        called as ``callback(epoch, model, row)`` after each epoch, outside its timing. On return
-        the model holds the best weights.
+        called as ``callback(epoch, model, row)`` after each epoch, outside its timing; ``tag`` is
+        saved in ``last.pt``. On return the model holds the best weights.
         """
         cfg = self.cfg
         model.to(self.device)
@@ -296,7 +299,7 @@ class Trainer:
                 state.epoch, state.finished = epoch, stop or epoch == cfg.epochs
                 state.result.seconds = time.perf_counter() - started
                 if cfg.save_checkpoints:
-                    save_atomic(state.checkpoint(model, opt, sched, batches, self.device.type == "cuda"), last)
+                    save_atomic(state.checkpoint(model, opt, sched, batches, self.device.type == "cuda", tag), last)
                 for callback in callbacks:
                     callback(epoch, model, row)
                 log.info("epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.3g  %.1fs%s", epoch, cfg.epochs,

@@ -12,6 +12,7 @@ import time
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from lstm_ae.sweep import collect
 from tests.conftest import ROOT, TINY_TOY, run_script
@@ -179,3 +180,46 @@ def test_summary_of_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_pa
     assert list(df["model.hidden_size"]) == ["16", "16", "8", "8", "32", "32"]  # 32 lost a seed: last, despite 0.01
     assert df.loc[df["model.hidden_size"] == "32", "seeds"].tolist() == [1, 1]
     assert df.loc[df["model.hidden_size"] == "32", "val_mse_mean"].isna().all()
+
+
+def test_a_finished_job_is_not_trained_again_and_another_config_is(tmp_path):
+    from lstm_ae.experiment import train_and_test
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("toy", [*TINY, "trainer.epochs=2"])
+    first = train_and_test(cfg, tmp_path, continue_job=True)
+    stamp = (tmp_path / "results.json").stat().st_mtime_ns
+    again = train_and_test(cfg, tmp_path, continue_job=True)
+    assert again == first and (tmp_path / "results.json").stat().st_mtime_ns == stamp
+    other = train_and_test(compose_cfg("toy", [*TINY, "trainer.epochs=2", "optimizer.lr=0.02"]), tmp_path,
+                           continue_job=True)
+    assert other["config_sha1"] != first["config_sha1"] and other["val_mse"] != first["val_mse"]
+
+
+def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
+    """SIGKILL a 4-job grid after its first job; the same command again skips that job, continues the
+    interrupted one from its last.pt and runs the rest: summary.csv has all 4."""
+    sweep = tmp_path / "grid"
+    args = ["-m", *TINY_TOY, "dataset.num_sequences=600", "trainer.epochs=8", "model.hidden_size=4,6",
+            "optimizer.lr=0.01,0.02", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (sweep / "0" / "results.json").exists() and (sweep / "1" / "checkpoints" / "last.pt").exists():
+            break  # job 0 done, job 1 has finished an epoch
+        time.sleep(0.02)
+    assert proc.poll() is None, "the grid ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = (sweep / "0" / "results.json").stat().st_mtime_ns
+    cut = torch.load(sweep / "1" / "checkpoints" / "last.pt", weights_only=False)["epoch"]
+    assert not (sweep / "1" / "results.json").exists() and cut < 8
+    rerun = run_script("lstm_ae_toy.py", *args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (sweep / "0" / "results.json").stat().st_mtime_ns == done  # not trained again
+    assert f"resumed from {sweep / '1' / 'checkpoints' / 'last.pt'} after epoch {cut}" in (sweep / "1" / "lstm_ae_toy.log").read_text()
+    assert list(pd.read_csv(sweep / "1" / "metrics.csv")["epoch"]) == list(range(1, 9))
+    df = pd.read_csv(sweep / "summary.csv")
+    assert len(df) == 4 and (df["status"] == "completed").all()
