@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
@@ -384,3 +385,8 @@ def sqlite_url(path: str) -> str:
 register_configs()
 if not OmegaConf.has_resolver("sqlite_url"):
     OmegaConf.register_new_resolver("sqlite_url", sqlite_url)
+if not OmegaConf.has_resolver("pid"):
+    # ${pid:} in a sweep folder's name: two sweeps started in the same second (workers of one
+    # study) get their own folders. Cached like Hydra's ${now:}, so every job of a sweep sees the
+    # launching process's id.
+    OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)

@@ -81,15 +81,15 @@ def test_collect_marks_jobs_without_results_as_failed(tmp_path):
 
 
 def test_two_workers_share_one_optuna_study(tmp_path):
-    """Two processes on one SQLite study share its n_trials: none lost, none run twice."""
+    """Two processes started together on one SQLite study share its n_trials: none lost, none run
+    twice, and each writes its own sweep folder (the default name ends in the process id)."""
     db = tmp_path / "shared.db"
     procs = []
     for worker in (1, 2):
         args = ["-m", "hparams_search=toy_optuna", *TINY, "hydra.sweeper.n_trials=6",
-                f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweeper.sampler.seed={worker}",
-                f"hydra.sweep.dir={tmp_path / f'w{worker}'}"]
+                f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweeper.sampler.seed={worker}"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args], cwd=ROOT, env=env,
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args], cwd=tmp_path, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
@@ -100,8 +100,9 @@ def test_two_workers_share_one_optuna_study(tmp_path):
     assert sorted(t.number for t in study.trials) == list(range(n))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == n  # own seeds: no repeats
-    jobs = sum(len(pd.read_csv(tmp_path / f"w{w}" / "summary.csv")) for w in (1, 2) if (tmp_path / f"w{w}" / "summary.csv").exists())
-    assert jobs == n
+    folders = sorted((tmp_path / "multirun" / "toy" / "reconstruct").iterdir())
+    assert len(folders) == 2 and {f.name.rsplit("_", 1)[1] for f in folders} == {str(p.pid) for p in procs}
+    assert sum(len(pd.read_csv(f / "summary.csv")) for f in folders) == n  # no job folder shared or lost
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
