@@ -25,9 +25,15 @@ import time
 from pathlib import Path
 from typing import Any, List
 
+import functools
+
 import optuna
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.plugins import Plugins
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
@@ -48,14 +54,14 @@ def _alive(worker: str) -> bool:
     return True
 
 
-def fail_interrupted(study: optuna.Study) -> int:
+def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
     """Mark RUNNING trials whose worker process on this host is gone as FAIL (``interrupted``)."""
     n = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
         if worker and worker != WORKER and not _alive(worker):
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             n += 1
     return n
 
@@ -68,18 +74,87 @@ def counted(study: optuna.Study) -> int:
     )
 
 
-class TotalTrialsImpl(OptunaSweeperImpl):
-    """The plugin's implementation with the loop described in the module docstring."""
+def distribution(override: Override) -> Any:
+    """An Optuna distribution for a sweep override (choice, range, interval, tag(log, ...)), else its value."""
+    if not override.is_sweep_override():
+        return override.get_value_element_as_str()
+    encoded = lambda: list(override.sweep_iterator(transformer=Transformer.encode))  # noqa: E731
+    value = override.value()
+    if override.is_choice_sweep():
+        return CategoricalDistribution(encoded())
+    if override.is_range_sweep():
+        values = encoded()
+        if value.shuffle or not values:
+            return CategoricalDistribution(values)
+        step = abs(value.step)
+        if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
+            return IntDistribution(min(values), max(values), step=step)
+        return FloatDistribution(float(min(values)), float(max(values)), step=float(step))
+    if override.is_interval_sweep():
+        log_ = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log_)
+        return FloatDistribution(value.start, value.end, log=log_)
+    raise NotImplementedError(f"{override} is not supported by the Optuna sweeper")
 
-    def _open_study(self, direction: str, attempts: int = 6) -> optuna.Study:
+
+def search_space(arguments: List[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
+    """Distributions and fixed values from Hydra override strings."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        value = distribution(override)
+        (space if isinstance(value, BaseDistribution) else fixed)[override.get_key_element()] = value
+    return space, fixed
+
+
+def grid_choices(dist: BaseDistribution) -> list:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution) and not dist.log:
+        return list(range(dist.low, dist.high + 1, dist.step))
+    if isinstance(dist, FloatDistribution) and dist.step is not None:
+        n = int(round((dist.high - dist.low) / dist.step))
+        return [round(dist.low + i * dist.step, 12) for i in range(n + 1)]
+    raise ValueError("the grid sampler needs discrete parameters (choice or range)")
+
+
+class TotalTrialsSweep:
+    """The sweep loop described in the module docstring, on Hydra's public Sweeper API."""
+
+    def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
+                 params: Any = None, custom_search_space: Any = None) -> None:
+        self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
+        self.n_trials, self.n_jobs, self.params, self.job_idx = n_trials, n_jobs, params or {}, 0
+        self.extend = instantiate({"_target_": custom_search_space, "_partial_": True}) if custom_search_space else None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def _configure_trials(self, trials: list, space: dict, fixed: dict) -> list:
+        overrides = []
+        for trial in trials:
+            for name, dist in space.items():
+                trial._suggest(name, dist)  # noqa: SLF001 - no public suggest for a ready distribution
+            if self.extend:
+                self.extend(self.config, trial)
+            for name, value in fixed.items():
+                trial.set_user_attr(name, value)
+            overrides.append(tuple(f"{k}={v}" for k, v in {**trial.params, **fixed}.items()))
+        return overrides
+
+    def _open_study(self, direction: str, attempts: int = 6) -> tuple[optuna.Study, Any]:
         """Create or load the study. Workers that start together on a new database race to set
         up its tables (one gets an IntegrityError from SQLAlchemy): the loser waits and retries."""
         from sqlalchemy.exc import SQLAlchemyError
 
         for attempt in range(attempts):
             try:
-                return optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
-                                           direction=direction, load_if_exists=True)
+                storage = optuna.storages.get_storage(self.storage)  # None: in memory
+                return optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                                           direction=direction, load_if_exists=True), storage
             except SQLAlchemyError as err:
                 if attempt == attempts - 1:
                     raise
@@ -89,19 +164,18 @@ class TotalTrialsImpl(OptunaSweeperImpl):
 
     def sweep(self, arguments: List[str]) -> None:
         assert self.config is not None and self.launcher is not None
-        self._process_searchspace_config()
-        params_conf = self._parse_sweeper_params_config()
-        params_conf.extend(arguments)
-        distributions, fixed_params = create_params_from_overrides(params_conf)
-        space = dict(self.search_space_distributions or {})
-        space.update(distributions)
+        space, fixed_params = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
         for name in fixed_params:
             space.pop(name, None)
-        directions = self._get_directions()
+        if isinstance(self.sampler, functools.partial) and self.sampler.func is optuna.samplers.GridSampler:
+            grid = {name: grid_choices(dist) for name, dist in space.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+        directions = [self.direction] if isinstance(self.direction, str) else list(self.direction)
         if len(directions) != 1:
-            raise ValueError("lstm_ae.optuna_sweeper supports one objective; use the plugin's own sweeper for several")
-        study = self._open_study(directions[0])
-        stale = fail_interrupted(study)
+            raise ValueError("lstm_ae.optuna_sweeper supports one objective")
+        study, storage = self._open_study(directions[0])
+        stale = fail_interrupted(study, storage)
         log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, self.storage,
                  counted(study), self.n_trials, f"; {stale} interrupted trial(s) marked failed" if stale else "")
         while True:

@@ -1,16 +1,85 @@
-"""The sweeper class of lstm_ae.optuna_sweeper, here because Hydra loads sweepers only from the
-``hydra_plugins`` namespace (and registers them under the module that defines them)."""
-from typing import Any
+"""Route-2 prototype: our own Optuna sweeper on Hydra's public Sweeper API (no hydra-optuna-sweeper).
+The class lives here because Hydra 1.3 loads plugins only from the ``hydra_plugins`` namespace; this
+module also registers the ``hydra/sweeper: optuna`` and ``hydra/sweeper/sampler`` config groups.
+Importing optuna is deferred to the first sweep (Hydra imports every plugin module at start-up)."""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
 
-from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import MISSING
 
 
-class OptunaSweeper(optuna_sweeper.OptunaSweeper):
-    """The Optuna plugin's sweeper (same config keys) whose loop counts n_trials over the study."""
+@dataclass
+class TPE:
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool = False
+    group: bool = False
+    constant_liar: bool = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Imported here, as the plugin itself does: Hydra imports every plugin module at start-up,
-        # and optuna takes about a second to import, which every run (not only sweeps) would pay.
-        from lstm_ae.optuna_sweeper import TotalTrialsImpl
 
-        self.sweeper = TotalTrialsImpl(*args, **kwargs)
+@dataclass
+class Random:
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: Optional[int] = None
+
+
+@dataclass
+class Grid:
+    _target_: str = "optuna.samplers.GridSampler"
+    _partial_: bool = True  # the search space comes from the params at sweep time
+    seed: Optional[int] = None
+
+
+@dataclass
+class NSGAII:
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: Optional[int] = None
+    population_size: int = 50
+
+
+@dataclass
+class QMC:
+    _target_: str = "optuna.samplers.QMCSampler"
+    seed: Optional[int] = None
+    qmc_type: str = "sobol"
+    scramble: bool = False
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.lstm_ae_optuna_sweeper.OptunaSweeper"
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    sampler: Any = MISSING
+    direction: Any = "minimize"
+    storage: Optional[Any] = None
+    study_name: Optional[str] = None
+    n_trials: int = 20
+    n_jobs: int = 1
+    params: Optional[Dict[str, str]] = None
+    custom_search_space: Optional[str] = None
+
+
+cs = ConfigStore.instance()
+cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="lstm_ae")
+for name, node in {"tpe": TPE, "random": Random, "grid": Grid, "nsgaii": NSGAII, "qmc": QMC}.items():
+    cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="lstm_ae")
+
+
+class OptunaSweeper(Sweeper):
+    """Hydra instantiates this with the sweeper config (the sampler already instantiated: Hydra
+    1.3 instantiates plugin configs recursively; a grid sampler arrives as a functools.partial)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from lstm_ae.optuna_sweeper import TotalTrialsSweep
+
+        self.impl = TotalTrialsSweep(**kwargs)
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> None:
+        return self.impl.sweep(arguments)
