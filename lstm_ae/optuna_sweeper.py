@@ -155,6 +155,12 @@ class TotalTrialsSweep:
                 storage = optuna.storages.get_storage(self.storage)  # None: in memory
                 return optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
                                            direction=direction, load_if_exists=True), storage
+            except RuntimeError as err:
+                if "storage upgrade" not in str(err):
+                    raise
+                url = self.storage
+                raise SystemExit(f"{url}: the study database was written by an older optuna ({err}); "
+                                 f"upgrade it once (one-way) with: optuna storage upgrade --storage {url}") from None
             except SQLAlchemyError as err:
                 if attempt == attempts - 1:
                     raise
