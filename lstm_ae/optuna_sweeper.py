@@ -1,19 +1,23 @@
-"""Hydra's Optuna sweeper, with ``n_trials`` counted over the whole study.
+"""The project's Optuna sweeper, on Hydra's public Sweeper API (optuna >= 4.9, SQLAlchemy 2).
 
-hydra-optuna-sweeper 1.3 runs ``n_trials`` *more* trials every time a sweep starts, and a job
-that raises stops the whole sweep (``max_failure_rate`` 0). For sweeps that are interrupted,
-rerun, or shared by several workers, this subclass changes the loop (everything else -- search
-space, sampler, storage, launcher -- is the plugin's own code):
+It keeps the keys of the official hydra-optuna-sweeper (``params``, ``sampler``, ``storage``,
+``study_name``, ``n_trials``, ``n_jobs``, ``direction``, ``custom_search_space``) and parses the
+same override syntax (``choice``, ``range``, ``interval``, ``tag(log, ...)``). Why our own: the
+plugin's 1.3 line needs optuna < 3 (SQLAlchemy 1.4), its 1.4 line is a release candidate of the
+whole Hydra 1.4 stack, and neither lets a study be shared and resumed as below without
+subclassing its private ``_impl`` (measured for issue 13; see docs/sweeps.md). The loop:
 
 - the study stops at ``n_trials`` trials in total: before each batch, a worker counts the
   finished trials and the ones other workers are running, and asks only for what is missing;
 - a trial left RUNNING by a killed sweep on this machine (its process is gone) is marked FAIL
   with the user attribute ``interrupted`` and is not counted, so a rerun replaces it;
 - a job that raises or returns NaN (lstm_ae returns NaN for a failed job) is told to Optuna as
-  FAIL, with its reason in the user attribute ``error``; the sweep goes on.
+  FAIL, with its reason in the user attribute ``error``; the sweep goes on;
+- ``sampler=grid`` enumerates the (discrete) search space, and ``n_trials`` is capped at its size;
+- a study database written by an older optuna stops the sweep with one line naming
+  ``optuna storage upgrade``.
 
-Select it with ``hydra.sweeper._target_=hydra_plugins.lstm_ae_optuna_sweeper.OptunaSweeper`` (the
-``toy_optuna`` search does). Single-objective studies only.
+Single-objective studies only: a list of directions is refused in one line.
 """
 from __future__ import annotations
 
@@ -23,9 +27,8 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, List
-
 import functools
+from typing import Any, List
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -57,11 +60,13 @@ def _alive(worker: str) -> bool:
 def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
     """Mark RUNNING trials whose worker process on this host is gone as FAIL (``interrupted``)."""
     n = 0
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
         if worker and worker != WORKER and not _alive(worker):
-            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
             n += 1
     return n
 
@@ -119,6 +124,26 @@ def grid_choices(dist: BaseDistribution) -> list:
     raise ValueError("the grid sampler needs discrete parameters (choice or range)")
 
 
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    """``trial.suggest_*`` for a ready distribution (Optuna's public API)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
+    """``study.tell``. The grid sampler calls ``study.stop()`` after the last point of its grid, which
+    optuna allows only inside ``study.optimize`` and refuses with a RuntimeError once the trial is
+    stored; the loop stops by itself there (n_trials is capped at the grid's size)."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+
+
 class TotalTrialsSweep:
     """The sweep loop described in the module docstring, on Hydra's public Sweeper API."""
 
@@ -137,7 +162,7 @@ class TotalTrialsSweep:
         overrides = []
         for trial in trials:
             for name, dist in space.items():
-                trial._suggest(name, dist)  # noqa: SLF001 - no public suggest for a ready distribution
+                suggest(trial, name, dist)
             if self.extend:
                 self.extend(self.config, trial)
             for name, value in fixed.items():
@@ -179,7 +204,8 @@ class TotalTrialsSweep:
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         directions = [self.direction] if isinstance(self.direction, str) else list(self.direction)
         if len(directions) != 1:
-            raise ValueError("lstm_ae.optuna_sweeper supports one objective")
+            raise SystemExit(f"hydra.sweeper.direction={self.direction}: this sweeper optimises one objective "
+                             "(the validation metric the entry script returns); give one direction")
         study, storage = self._open_study(directions[0])
         stale = fail_interrupted(study, storage)
         log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, self.storage,
@@ -199,11 +225,12 @@ class TotalTrialsSweep:
                     value = float(ret.return_value)  # re-raises the job's exception, if any
                     if math.isnan(value):
                         raise ValueError("the job failed (it returned NaN; its log says why)")
-                    study.tell(trial, value)
                 except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, not fatal
                     trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
-                    study.tell(trial, state=TrialState.FAIL)
+                    tell(study, trial, state=TrialState.FAIL)
                     log.warning("trial %d failed: %s", trial.number, err)
+                else:
+                    tell(study, trial, value)
         done = [t for t in study.trials if t.state == TrialState.COMPLETE]
         results: dict[str, Any] = {"name": "optuna", "n_trials": self.n_trials,
                                    "complete": len(done), "counted": counted(study)}

@@ -224,3 +224,45 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     assert list(pd.read_csv(sweep / "1" / "metrics.csv")["epoch"]) == list(range(1, 9))
     df = pd.read_csv(sweep / "summary.csv")
     assert len(df) == 4 and (df["status"] == "completed").all()
+
+
+def test_grid_sampler_enumerates_the_space_once(tmp_path):
+    db = tmp_path / "grid.db"
+    proc = run_script("lstm_ae_toy.py", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
+                      "hydra.sweeper.study_name=toy_optuna", *[a for a in TINY if "hidden_size" not in a],
+                      "hydra.sweeper.n_trials=10",
+                      "model.hidden_size=choice(4,6)", "optimizer.lr=choice(0.01,0.02)", "trainer.grad_clip=1.0",
+                      f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}").trials
+    assert len(trials) == 4  # n_trials capped at the grid's size
+    assert {(t.params["model.hidden_size"], t.params["optimizer.lr"]) for t in trials} == {
+        (h, lr) for h in (4, 6) for lr in (0.01, 0.02)}
+
+
+def _sweeper(**kw):
+    from lstm_ae.optuna_sweeper import TotalTrialsSweep
+
+    args = {"sampler": optuna.samplers.RandomSampler(seed=0), "direction": "minimize", "storage": None,
+            "study_name": "s", "n_trials": 2, "n_jobs": 1, **kw}
+    return TotalTrialsSweep(**args)
+
+
+def test_a_study_from_an_older_optuna_gets_one_line_naming_the_upgrade(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    with sqlite3.connect(tmp_path / "old.db") as db:  # what optuna 2.10 left: an older schema version
+        db.execute("UPDATE alembic_version SET version_num = 'v2.6.0.a'")
+    with pytest.raises(SystemExit) as err:
+        _sweeper(storage=url)._open_study("minimize")
+    message = str(err.value)
+    assert "\n" not in message and f"optuna storage upgrade --storage {url}" in message
+
+
+def test_several_objectives_are_refused_in_one_line():
+    sweeper = _sweeper(direction=["minimize", "maximize"])
+    sweeper.config, sweeper.launcher = object(), object()
+    with pytest.raises(SystemExit, match="optimises one objective"):
+        sweeper.sweep([])
