@@ -20,7 +20,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,dashboard]'
 	@# hydra-optuna-sweeper (optuna<3) was a dependency before the project's own sweeper; left in an
 	@# old .venv it would register the same hydra/sweeper=optuna option
 	$(PY) -m pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true
