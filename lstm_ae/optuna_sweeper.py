@@ -133,6 +133,22 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
+JOURNAL = "journal:"
+
+
+def open_storage(url: Any) -> optuna.storages.BaseStorage:
+    """The study's storage: None (in memory), an SQLAlchemy URL (``sqlite:///...``,
+    ``postgresql://...``), or ``journal:<file>``: Optuna's JournalStorage in an append-only file,
+    for workers on machines that share a file system (its parent folder is created)."""
+    if isinstance(url, str) and url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url[len(JOURNAL):]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.get_storage(url)
+
+
 def tell(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
     """``study.tell``. The grid sampler calls ``study.stop()`` after the last point of its grid, which
     optuna allows only inside ``study.optimize`` and refuses with a RuntimeError once the trial is
@@ -177,7 +193,7 @@ class TotalTrialsSweep:
 
         for attempt in range(attempts):
             try:
-                storage = optuna.storages.get_storage(self.storage)  # None: in memory
+                storage = open_storage(self.storage)
                 return optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
                                            direction=direction, load_if_exists=True), storage
             except RuntimeError as err:

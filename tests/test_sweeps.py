@@ -80,21 +80,25 @@ def test_collect_marks_jobs_without_results_as_failed(tmp_path):
     assert list(df["status"]) == ["completed", "completed", "failed"]
 
 
-def test_two_workers_share_one_optuna_study(tmp_path):
-    """Two processes started together on one SQLite study share its n_trials: none lost, none run
-    twice, and each writes its own sweep folder (the default name ends in the process id)."""
-    db = tmp_path / "shared.db"
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_share_one_optuna_study(tmp_path, kind):
+    """Two processes started together on one study (an SQLite database, or a journal file as on a
+    shared file system) share its n_trials: none lost, none run twice, and each writes its own sweep
+    folder (the default name ends in the process id)."""
+    from lstm_ae.optuna_sweeper import open_storage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
     procs = []
     for worker in (1, 2):
         args = ["-m", "hparams_search=toy_optuna", *TINY, "hydra.sweeper.n_trials=6",
-                f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweeper.sampler.seed={worker}"]
+                f"hydra.sweeper.storage={url}", f"hydra.sweeper.sampler.seed={worker}"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args], cwd=tmp_path, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
-    study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
+    study = optuna.load_study(study_name="toy_optuna", storage=open_storage(url))
     n = len(study.trials)
     assert 6 <= n <= 7  # a worker asks only for missing trials; a race may add one
     assert sorted(t.number for t in study.trials) == list(range(n))
