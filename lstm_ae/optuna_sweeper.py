@@ -191,22 +191,34 @@ class TotalTrialsSweep:
         up its tables (one gets an IntegrityError from SQLAlchemy): the loser waits and retries."""
         from sqlalchemy.exc import SQLAlchemyError
 
+        url = self.storage
         for attempt in range(attempts):
             try:
-                storage = open_storage(self.storage)
-                return optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
-                                           direction=direction, load_if_exists=True), storage
+                storage = open_storage(url)
+                study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                                            direction=direction, load_if_exists=True)
+            except OSError as err:  # a journal file that cannot be created or written
+                raise SystemExit(f"hydra.sweeper.storage={url}: cannot write the journal file ({err.strerror or err}); "
+                                 "choose a writable path") from None
             except RuntimeError as err:
                 if "storage upgrade" not in str(err):
                     raise
-                url = self.storage
                 raise SystemExit(f"{url}: the study database was written by an older optuna ({err}); "
                                  f"upgrade it once (one-way) with: optuna storage upgrade --storage {url}") from None
             except SQLAlchemyError as err:
                 if attempt == attempts - 1:
-                    raise
+                    first = str(err).splitlines()[0][:200]
+                    raise SystemExit(f"hydra.sweeper.storage={url}: cannot open the study database ({first}); "
+                                     "check the URL, that its folder exists and is writable") from None
                 log.info("storage busy (%s); retrying", type(err).__name__)
                 time.sleep(0.5 * (attempt + 1))
+                continue
+            have = study.directions[0].name.lower()
+            if have != str(direction).lower():
+                raise SystemExit(f"study {study.study_name!r} in {url} was created to {have}, but "
+                                 f"hydra.sweeper.direction={direction}; use the study's direction or another "
+                                 "hydra.sweeper.study_name")
+            return study, storage
         raise AssertionError("unreachable")
 
     def sweep(self, arguments: List[str]) -> None:

@@ -270,3 +270,33 @@ def test_several_objectives_are_refused_in_one_line():
     sweeper.config, sweeper.launcher = object(), object()
     with pytest.raises(SystemExit, match="optimises one objective"):
         sweeper.sweep([])
+
+
+def test_a_study_with_the_other_direction_is_refused_in_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="s", storage=url, direction="maximize")
+    with pytest.raises(SystemExit, match=r"study 's' in .* was created to maximize, but hydra.sweeper.direction=minimize"):
+        _sweeper(storage=url)._open_study("minimize")
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 0  # nothing written
+
+
+@pytest.mark.parametrize("storage,message", [
+    ("sqlite:////nonexistent-folder/x/s.db", r"cannot open the study database .*check the URL"),
+    ("journal:/proc/lstm_ae/s.log", r"cannot write the journal file .*choose a writable path"),
+])
+def test_an_unusable_storage_is_one_line(storage, message):
+    with pytest.raises(SystemExit, match=message) as err:
+        _sweeper(storage=storage)._open_study("minimize", attempts=1)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_sweep_settings_stop_before_any_job(tmp_path):
+    for args, message in (
+        (["hydra/sweeper/sampler=nosuch"], "Could not find 'hydra/sweeper/sampler/nosuch'"),
+        ([f"hydra.sweeper.storage=journal:/proc/lstm_ae/s.log"], "cannot write the journal file"),
+    ):
+        proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, *args,
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and message in out and "Traceback" not in out, out[-2000:]
+        assert not list((tmp_path / "sweep").glob("*/results.json"))
