@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import logging
 import shutil
 import sys
@@ -31,6 +32,7 @@ from lstm_ae.config import validate
 from lstm_ae.data import Splits, group_folds
 from lstm_ae.errors import CheckpointError, ConfigError, UserError
 from lstm_ae.model import count_parameters
+from lstm_ae.sweep import PRUNED, TRIAL_ENV, Pruned, PrunedAt
 from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, configure_torch, seed_everything
 
 log = logging.getLogger("lstm_ae")
@@ -227,7 +229,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
                        splits.value_name, splits.unit)
     cv: Dict[str, Any] = {}
     if folds is None:
-        model, fit, trainer = fit_one(cfg, run_dir, splits, task, resume=resume, tag=fingerprint)
+        model, fit, trainer = fit_one(cfg, run_dir, splits, task, _pruning(task), resume=resume, tag=fingerprint)
     else:
         splits, model, fit, trainer, cv = cross_validate(cfg, run_dir, folds, task, resume, fingerprint)
     test = task.test(splits, functools.partial(trainer.predict, model))  # the one test pass
@@ -259,6 +261,18 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
         results[f"test_{task.objective}"], run_dir,
     )
     return results
+
+
+def _pruning(task: Any) -> List[EpochCallback]:
+    """In a job of the Optuna sweeper with a pruner: the callback that reports the validation
+    objective every epoch and stops a pruned trial (not under cross-validation, whose folds repeat
+    the epochs)."""
+    if os.environ.get(TRIAL_ENV) is None or not HydraConfig.initialized():
+        return []
+    from lstm_ae.optuna_sweeper import pruning_callback  # imports optuna: only in such a job
+
+    callback = pruning_callback(HydraConfig.get().sweeper, f"val_{task.objective}")
+    return [callback] if callback is not None else []
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
@@ -302,19 +316,24 @@ def _run_dir_or_resumed(cfg: DictConfig, run_dir: Path) -> Path:
     return run_dir
 
 
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> Any:
     """Entry point body for ``@hydra.main`` functions; returns the objective for sweepers.
 
     A user's mistake (:class:`UserError`) is reported in one line. A single run then exits with
     status 2; a job of a multirun returns NaN instead -- as it does for any other exception,
     whose traceback goes to the job's log -- so the sweep goes on (Optuna records the trial as
     failed). The reason is written to ``error.txt`` in the job folder, and ``summary.csv``
-    lists the job as failed with it.
+    lists the job as failed with it. A job stopped by the Optuna study's pruner writes
+    ``pruned.json`` (its last epoch) and returns :class:`lstm_ae.sweep.PrunedAt`.
     """
     run_dir = run_dir_from_hydra()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         results = train_and_test(cfg, run_dir, continue_job=multirun)
+    except Pruned as err:
+        log.info("%s", err)
+        (run_dir / PRUNED).write_text(json.dumps({"epoch": err.epoch}) + "\n")
+        return PrunedAt(err.epoch)
     except UserError as err:
         log.error("%s: %s", type(err).__name__, err)
         if multirun:

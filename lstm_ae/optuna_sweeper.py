@@ -28,7 +28,7 @@ import socket
 import time
 from pathlib import Path
 import functools
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -38,6 +38,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+
+from lstm_ae.sweep import TRIAL_ENV, Pruned, PrunedAt
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -136,6 +138,30 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
 JOURNAL = "journal:"
 
 
+def pruning_callback(sweeper_cfg: Any, objective: str) -> Optional[Callable[..., None]]:
+    """In a job of this sweeper: an epoch callback that reports ``row[objective]`` to the job's trial
+    and raises :class:`Pruned` when the study's pruner says so; None outside such a job (or with an
+    in-memory study, which the job cannot reach)."""
+    number = os.environ.get(TRIAL_ENV)
+    if number is None or sweeper_cfg is None or not sweeper_cfg.get("storage") or sweeper_cfg.get("pruner") is None:
+        return None
+    pruner = instantiate(sweeper_cfg.pruner)
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        return None
+    storage = open_storage(sweeper_cfg.storage)
+    study = optuna.load_study(study_name=sweeper_cfg.study_name, storage=storage, pruner=pruner)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                               int(number))
+    trial = optuna.trial.Trial(study, trial_id)
+
+    def report(epoch: int, model: Any, row: dict) -> None:
+        trial.report(row[objective], epoch)
+        if trial.should_prune():
+            raise Pruned(epoch)
+
+    return report
+
+
 def open_storage(url: Any) -> optuna.storages.BaseStorage:
     """The study's storage: None (in memory), an SQLAlchemy URL (``sqlite:///...``,
     ``postgresql://...``), or ``journal:<file>``: Optuna's JournalStorage in an append-only file,
@@ -164,8 +190,9 @@ class TotalTrialsSweep:
     """The sweep loop described in the module docstring, on Hydra's public Sweeper API."""
 
     def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
-                 params: Any = None, custom_search_space: Any = None) -> None:
+                 params: Any = None, custom_search_space: Any = None, pruner: Any = None) -> None:
         self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
+        self.pruner = pruner
         self.n_trials, self.n_jobs, self.params, self.job_idx = n_trials, n_jobs, params or {}, 0
         self.extend = instantiate({"_target_": custom_search_space, "_partial_": True}) if custom_search_space else None
 
@@ -183,7 +210,9 @@ class TotalTrialsSweep:
                 self.extend(self.config, trial)
             for name, value in fixed.items():
                 trial.set_user_attr(name, value)
-            overrides.append(tuple(f"{k}={v}" for k, v in {**trial.params, **fixed}.items()))
+            job = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
+            job.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}")  # the job reports to this trial
+            overrides.append(tuple(job))
         return overrides
 
     def _open_study(self, direction: str, attempts: int = 6) -> tuple[optuna.Study, Any]:
@@ -196,7 +225,7 @@ class TotalTrialsSweep:
             try:
                 storage = open_storage(url)
                 study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
-                                            direction=direction, load_if_exists=True)
+                                            pruner=self.pruner, direction=direction, load_if_exists=True)
             except OSError as err:  # a journal file that cannot be created or written
                 raise SystemExit(f"hydra.sweeper.storage={url}: cannot write the journal file ({err.strerror or err}); "
                                  "choose a writable path") from None
@@ -250,7 +279,12 @@ class TotalTrialsSweep:
             self.job_idx += len(returns)
             for trial, ret in zip(trials, returns):
                 try:
-                    value = float(ret.return_value)  # re-raises the job's exception, if any
+                    value = ret.return_value  # re-raises the job's exception, if any
+                    if isinstance(value, PrunedAt):
+                        tell(study, trial, state=TrialState.PRUNED)
+                        log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
+                        continue
+                    value = float(value)
                     if math.isnan(value):
                         raise ValueError("the job failed (it returned NaN; its log says why)")
                 except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, not fatal

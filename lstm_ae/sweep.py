@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -16,6 +17,24 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+TRIAL_ENV = "LSTM_AE_OPTUNA_TRIAL"  # set in each job of the Optuna sweeper (hydra.job.env_set): its trial number
+PRUNED = "pruned.json"  # in a job folder: the epoch after which the study's pruner stopped it
+
+
+@dataclass
+class PrunedAt:
+    """What a pruned job returns to the sweeper: the epoch it stopped after."""
+
+    epoch: int
+
+
+class Pruned(Exception):
+    """Raised by an epoch callback (lstm_ae.optuna_sweeper.pruning_callback) to stop a trial's training."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"pruned by the Optuna study after epoch {epoch}")
+        self.epoch = epoch
 
 
 def collect(sweep_dir: Path) -> pd.DataFrame:
@@ -31,7 +50,10 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
                 row[key.lstrip("+~")] = value
                 keys += [key.lstrip("+~")] if key.lstrip("+~") not in keys else []
         results_file = job_dir / "results.json"
-        if results_file.exists():
+        if (job_dir / PRUNED).exists():
+            row["status"] = "pruned"
+            row["pruned_at_epoch"] = json.loads((job_dir / PRUNED).read_text())["epoch"]
+        elif results_file.exists():
             row["status"] = "completed"
             row.update(json.loads(results_file.read_text()))
         else:

@@ -300,3 +300,24 @@ def test_bad_sweep_settings_stop_before_any_job(tmp_path):
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and message in out and "Traceback" not in out, out[-2000:]
         assert not list((tmp_path / "sweep").glob("*/results.json"))
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_pruned_trials_stop_at_once_and_are_recorded(tmp_path, launcher):
+    """Every job reports its validation MSE each epoch; a pruner that prunes anything above 1e-9 from
+    epoch 2 on stops each trial after its 2nd epoch: PRUNED in the study, the epoch in summary.csv."""
+    db = tmp_path / "p.db"
+    proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, "trainer.epochs=6",
+                      "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", f"hydra/launcher={launcher}",
+                      "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.upper=1e-9",
+                      "hydra.sweeper.pruner.n_warmup_steps=2", f"hydra.sweeper.storage=sqlite:///{db}",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)  # reported every epoch, stopped after 2
+    df = pd.read_csv(tmp_path / "sweep" / "summary.csv")
+    assert list(df["status"]) == ["pruned", "pruned"] and list(df["pruned_at_epoch"]) == [2, 2]
+    for job in ("0", "1"):
+        assert list(pd.read_csv(tmp_path / "sweep" / job / "metrics.csv")["epoch"]) == [1, 2]
+        assert not (tmp_path / "sweep" / job / "results.json").exists()

@@ -50,10 +50,48 @@ class QMC:
 
 
 @dataclass
+class NoPruner:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class MedianPruner:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5  # trials that finish before any is pruned
+    n_warmup_steps: int = 10  # epochs a trial always trains
+    interval_steps: int = 1
+
+
+@dataclass
+class SuccessiveHalvingPruner:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+
+
+@dataclass
+class HyperbandPruner:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+
+
+@dataclass
+class ThresholdPruner:
+    _target_: str = "optuna.pruners.ThresholdPruner"
+    lower: Optional[float] = None
+    upper: Optional[float] = None
+    n_warmup_steps: int = 0
+
+
+@dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.lstm_ae_optuna_sweeper.OptunaSweeper"
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
     sampler: Any = MISSING
+    pruner: Any = MISSING  # each job reports its validation objective every epoch; a pruned job stops
     direction: Any = "minimize"
     storage: Optional[Any] = None
     study_name: Optional[str] = None
@@ -67,6 +105,9 @@ cs = ConfigStore.instance()
 cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="lstm_ae")
 for name, node in {"tpe": TPE, "random": Random, "grid": Grid, "nsgaii": NSGAII, "qmc": QMC}.items():
     cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="lstm_ae")
+for name, node in {"none": NoPruner, "median": MedianPruner, "successive_halving": SuccessiveHalvingPruner,
+                   "hyperband": HyperbandPruner, "threshold": ThresholdPruner}.items():
+    cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="lstm_ae")
 
 
 class OptunaSweeper(Sweeper):
