@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import throughput, time_to_accuracy
+from bench import pruning, throughput, time_to_accuracy
 from lstm_ae import compare, report, reproduce
 
 # module, its prog, flags its --help must list
@@ -21,6 +21,7 @@ TOOLS = {
     "compare": (compare, "python -m lstm_ae.compare", ["RUN", "--labels", "--out"]),
     "throughput": (throughput, "python -m bench.throughput", ["--shapes", "--batches", "--threads", "--device", "--out"]),
     "time_to_accuracy": (time_to_accuracy, "python -m bench.time_to_accuracy", ["--out", "OVERRIDE"]),
+    "pruning": (pruning, "python -m bench.pruning", ["--trials", "--epochs", "--out", "OVERRIDE"]),
 }
 
 
