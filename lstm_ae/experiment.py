@@ -104,8 +104,14 @@ def load_data(cfg: DictConfig, task: Any) -> Splits:
     return splits
 
 
+def _last_checkpoints(folder: Path) -> List[Path]:
+    """The ``last.pt`` files of a run folder: its own, or its folds' under cross-validation."""
+    own = folder / "checkpoints" / "last.pt"
+    return [own] if own.exists() else sorted(folder.glob("fold_*/checkpoints/last.pt"))
+
+
 def _has_last(folder: Path) -> bool:
-    return (folder / "checkpoints" / "last.pt").exists() or any(folder.glob("fold_*/checkpoints/last.pt"))
+    return bool(_last_checkpoints(folder))
 
 
 def _same_command(overrides: Sequence[str]) -> List[str]:
@@ -294,13 +300,13 @@ def _finished(run_dir: Path, fingerprint: str) -> Optional[Dict[str, Any]]:
 
 def _checkpoint_tag(run_dir: Path) -> Optional[str]:
     """The fingerprint saved in ``run_dir``'s last.pt (a fold's, under cross-validation), if any."""
-    for last in [run_dir / "checkpoints" / "last.pt", *sorted(run_dir.glob("fold_*/checkpoints/last.pt"))]:
-        if last.exists():
-            try:
-                return torch.load(last, map_location="cpu", weights_only=False).get("tag")
-            except Exception:  # unreadable: not ours to continue
-                return None
-    return None
+    lasts = _last_checkpoints(run_dir)
+    if not lasts:
+        return None
+    try:
+        return torch.load(lasts[0], map_location="cpu", weights_only=False).get("tag")
+    except Exception:  # unreadable: not ours to continue
+        return None
 
 
 def _run_dir_or_resumed(cfg: DictConfig, run_dir: Path) -> Path:
