@@ -33,6 +33,8 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n auto --dist loadgroup
+	@# the official hydra-optuna-sweeper's own test suite, run against the project's sweeper
+	cd upstream/hydra_optuna_sweeper && $(abspath $(PY)) -m pytest -n auto -p no:cacheprovider tests
 
 grid: $(STAMP)
 	$(PY) lstm_ae_toy.py -m hparams_search=toy_grid

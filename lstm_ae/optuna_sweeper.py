@@ -1,8 +1,9 @@
 """The project's Optuna sweeper, on Hydra's public Sweeper API (optuna >= 4.9, SQLAlchemy 2).
 
-It keeps the keys of the official hydra-optuna-sweeper (``params``, ``sampler``, ``storage``,
-``study_name``, ``n_trials``, ``n_jobs``, ``direction``, ``custom_search_space``) and parses the
-same override syntax (``choice``, ``range``, ``interval``, ``tag(log, ...)``). Why our own: the
+It keeps the keys of the official hydra-optuna-sweeper 1.3 (``params``, ``sampler``, ``storage``,
+``study_name``, ``n_trials``, ``n_jobs``, ``direction``, ``max_failure_rate``,
+``custom_search_space``) and parses the same override syntax (``choice``, ``range``, ``interval``,
+``tag(log, ...)``, ``~key``); the plugin's own test suite runs against it (upstream/, README). Why our own: the
 plugin's 1.3 line needs optuna < 3 (SQLAlchemy 1.4), its 1.4 line is a release candidate of the
 whole Hydra 1.4 stack, and neither lets a study be shared and resumed as below without
 subclassing its private ``_impl`` (measured for issue 13; see docs/sweeps.md). The loop:
@@ -12,12 +13,16 @@ subclassing its private ``_impl`` (measured for issue 13; see docs/sweeps.md). T
 - a trial left RUNNING by a killed sweep on this machine (its process is gone) is marked FAIL
   with the user attribute ``interrupted`` and is not counted, so a rerun replaces it;
 - a job that raises or returns NaN (lstm_ae returns NaN for a failed job) is told to Optuna as
-  FAIL, with its reason in the user attribute ``error``; the sweep goes on;
+  FAIL, with its reason in the user attribute ``error``; the sweep goes on unless more than
+  ``max_failure_rate`` of a batch failed (default 1.0: never stop; the plugin's default is 0.0);
+- several directions make a multi-objective study: each job returns one value per direction and
+  ``optimization_results.yaml`` lists the Pareto front (no pruning: Optuna prunes one objective);
+- ``seeds`` (e.g. ``[0, 1, 2]``) runs each trial once per seed (``seed_key=<seed>`` added to its
+  overrides) and tells the study the mean over the seeds; the per-seed values and their standard
+  deviation are the trial's user attributes;
 - ``sampler=grid`` enumerates the (discrete) search space, and ``n_trials`` is capped at its size;
 - a study database written by an older optuna stops the sweep with one line naming
   ``optuna storage upgrade``.
-
-Single-objective studies only: a list of directions is refused in one line.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import logging
 import math
 import os
 import socket
+import statistics
 import time
 from pathlib import Path
 import functools
@@ -105,14 +111,32 @@ def distribution(override: Override) -> Any:
     raise NotImplementedError(f"{override} is not supported by the Optuna sweeper")
 
 
-def search_space(arguments: List[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
-    """Distributions and fixed values from Hydra override strings."""
+def search_space(arguments: List[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """Distributions, fixed values and deletions (``~key``, passed on to every job) from Hydra override strings."""
     space: dict[str, BaseDistribution] = {}
     fixed: dict[str, Any] = {}
+    removed: list[str] = []
     for override in OverridesParser.create().parse_overrides(arguments):
+        if override.is_delete():
+            removed.append(str(override.input_line))
+            continue
         value = distribution(override)
         (space if isinstance(value, BaseDistribution) else fixed)[override.get_key_element()] = value
-    return space, fixed
+    return space, fixed, removed
+
+
+def objective_values(value: Any, n: int) -> list[float]:
+    """A job's return value as ``n`` floats (one per direction); raises ValueError with the reason."""
+    try:
+        values = [float(value)] if n == 1 else [float(v) for v in value]
+    except (TypeError, ValueError):
+        want = "a number" if n == 1 else f"a list of {n} numbers (one per direction)"
+        raise ValueError(f"the job returned {value!r}; the sweeper needs {want}") from None
+    if len(values) != n:
+        raise ValueError(f"the job returned {len(values)} values for {n} directions")
+    if any(math.isnan(v) for v in values):
+        raise ValueError("the job failed (it returned NaN; its log says why)")
+    return values
 
 
 def grid_choices(dist: BaseDistribution) -> list:
@@ -190,18 +214,31 @@ class TotalTrialsSweep:
     """The sweep loop described in the module docstring, on Hydra's public Sweeper API."""
 
     def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
-                 params: Any = None, custom_search_space: Any = None, pruner: Any = None) -> None:
+                 params: Any = None, custom_search_space: Any = None, pruner: Any = None,
+                 max_failure_rate: float = 1.0, seeds: Any = None, seed_key: str = "trainer.seed") -> None:
         self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
-        self.pruner = pruner
+        self.pruner, self.max_failure_rate = pruner, max_failure_rate
+        self.seeds, self.seed_key = list(seeds or []), seed_key
         self.n_trials, self.n_jobs, self.params, self.job_idx = n_trials, n_jobs, params or {}, 0
         self.extend = instantiate({"_target_": custom_search_space, "_partial_": True}) if custom_search_space else None
+        self.directions = [str(getattr(d, "name", d)) for d in ([direction] if isinstance(direction, str) else direction)]
+        prunes = pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner)
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise SystemExit(f"hydra.sweeper.max_failure_rate={max_failure_rate}: give a fraction of a batch in [0, 1]")
+        if prunes and len(self.directions) > 1:
+            raise SystemExit(f"hydra.sweeper.direction={self.directions}: Optuna prunes single-objective studies "
+                             "only; use hydra/sweeper/pruner=none or one direction")
+        if prunes and len(self.seeds) > 1:
+            raise SystemExit(f"hydra.sweeper.seeds={self.seeds}: a pruner stops single jobs, not a trial's seeds; "
+                             "use hydra/sweeper/pruner=none or one seed")
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def _configure_trials(self, trials: list, space: dict, fixed: dict) -> list:
+    def _configure_trials(self, trials: list, space: dict, fixed: dict, removed: list) -> list:
+        """Each trial's job overrides: one job per trial, or one per seed with ``seeds``."""
         overrides = []
         for trial in trials:
             for name, dist in space.items():
@@ -210,12 +247,12 @@ class TotalTrialsSweep:
                 self.extend(self.config, trial)
             for name, value in fixed.items():
                 trial.set_user_attr(name, value)
-            job = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
+            job = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()] + removed
             job.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}")  # the job reports to this trial
-            overrides.append(tuple(job))
+            overrides += [(*job, f"{self.seed_key}={s}") for s in self.seeds] or [tuple(job)]
         return overrides
 
-    def _open_study(self, direction: str, attempts: int = 6) -> tuple[optuna.Study, Any]:
+    def _open_study(self, attempts: int = 6) -> tuple[optuna.Study, Any]:
         """Create or load the study. Workers that start together on a new database race to set
         up its tables (one gets an IntegrityError from SQLAlchemy): the loser waits and retries."""
         from sqlalchemy.exc import SQLAlchemyError
@@ -225,7 +262,7 @@ class TotalTrialsSweep:
             try:
                 storage = open_storage(url)
                 study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
-                                            pruner=self.pruner, direction=direction, load_if_exists=True)
+                                            pruner=self.pruner, directions=self.directions, load_if_exists=True)
             except OSError as err:  # a journal file that cannot be created or written
                 raise SystemExit(f"hydra.sweeper.storage={url}: cannot write the journal file ({err.strerror or err}); "
                                  "choose a writable path") from None
@@ -242,31 +279,50 @@ class TotalTrialsSweep:
                 log.info("storage busy (%s); retrying", type(err).__name__)
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            have = study.directions[0].name.lower()
-            if have != str(direction).lower():
-                raise SystemExit(f"study {study.study_name!r} in {url} was created to {have}, but "
-                                 f"hydra.sweeper.direction={direction}; use the study's direction or another "
-                                 "hydra.sweeper.study_name")
+            have = [d.name.lower() for d in study.directions]
+            if have != [d.lower() for d in self.directions]:
+                raise SystemExit(f"study {study.study_name!r} in {url} was created to {'/'.join(have)}, but "
+                                 f"hydra.sweeper.direction={'/'.join(self.directions)}; use the study's direction "
+                                 "or another hydra.sweeper.study_name")
             return study, storage
         raise AssertionError("unreachable")
 
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, rets: list) -> Optional[Exception]:
+        """Tell the study one trial's outcome from its job returns (one per seed); the failure, if any."""
+        try:
+            values = []
+            for ret in rets:
+                value = ret.return_value  # re-raises the job's exception, if any
+                if isinstance(value, PrunedAt):
+                    tell(study, trial, state=TrialState.PRUNED)
+                    log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
+                    return None
+                values.append(objective_values(value, len(self.directions)))
+        except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, not fatal
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
+            tell(study, trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, err)
+            return err
+        if len(values) > 1:  # seeds: the mean per objective; the spread is kept beside it
+            trial.set_user_attr("seed_values", values)
+            trial.set_user_attr("seed_std", [statistics.stdev(v) for v in zip(*values)])
+        tell(study, trial, [statistics.fmean(v) for v in zip(*values)])
+        return None
+
     def sweep(self, arguments: List[str]) -> None:
         assert self.config is not None and self.launcher is not None
-        space, fixed_params = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        space, fixed_params, removed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
         for name in fixed_params:
             space.pop(name, None)
         if isinstance(self.sampler, functools.partial) and self.sampler.func is optuna.samplers.GridSampler:
             grid = {name: grid_choices(dist) for name, dist in space.items()}
             self.sampler = self.sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-        directions = [self.direction] if isinstance(self.direction, str) else list(self.direction)
-        if len(directions) != 1:
-            raise SystemExit(f"hydra.sweeper.direction={self.direction}: this sweeper optimises one objective "
-                             "(the validation metric the entry script returns); give one direction")
-        study, storage = self._open_study(directions[0])
+        study, storage = self._open_study()
         stale = fail_interrupted(study, storage)
         log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, self.storage,
                  counted(study), self.n_trials, f"; {stale} interrupted trial(s) marked failed" if stale else "")
+        per_trial = max(1, len(self.seeds))
         while True:
             todo = min(self.n_jobs, self.n_trials - counted(study))
             if todo <= 0:
@@ -274,32 +330,25 @@ class TotalTrialsSweep:
             trials = [study.ask() for _ in range(todo)]
             for trial in trials:
                 trial.set_user_attr("worker", WORKER)
-            overrides = self._configure_trials(trials, space, fixed_params)
+            overrides = self._configure_trials(trials, space, fixed_params, removed)
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
-            for trial, ret in zip(trials, returns):
-                try:
-                    value = ret.return_value  # re-raises the job's exception, if any
-                    if isinstance(value, PrunedAt):
-                        tell(study, trial, state=TrialState.PRUNED)
-                        log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
-                        continue
-                    value = float(value)
-                    if math.isnan(value):
-                        raise ValueError("the job failed (it returned NaN; its log says why)")
-                except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, not fatal
-                    trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
-                    tell(study, trial, state=TrialState.FAIL)
-                    log.warning("trial %d failed: %s", trial.number, err)
-                else:
-                    tell(study, trial, value)
+            failures = [err for i, trial in enumerate(trials)
+                        if (err := self._tell(study, trial, returns[i * per_trial:(i + 1) * per_trial]))]
+            if failures and len(failures) / len(trials) > self.max_failure_rate:
+                log.error("%d of %d trial(s) of this batch failed (hydra.sweeper.max_failure_rate=%s): stopping",
+                          len(failures), len(trials), self.max_failure_rate)
+                raise failures[0]
         done = [t for t in study.trials if t.state == TrialState.COMPLETE]
         results: dict[str, Any] = {"name": "optuna", "n_trials": self.n_trials,
                                    "complete": len(done), "counted": counted(study)}
-        if done:
+        if done and len(self.directions) == 1:
             best = study.best_trial
             results.update(best_params=best.params, best_value=best.value)
             log.info("Best parameters: %s; best value %s", best.params, best.value)
+        elif done:
+            results["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            log.info("%d Pareto-optimal trial(s)", len(results["solutions"]))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")

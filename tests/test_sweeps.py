@@ -1,20 +1,19 @@
 """Multiruns with the basic and the Optuna sweeper write summary.csv; the Optuna study persists."""
-import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import optuna
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from lstm_ae.sweep import collect
+from lstm_ae.optuna_sweeper import objective_values
+from lstm_ae.sweep import TRIAL_ENV, collect
 from tests.conftest import ROOT, TINY_TOY, run_script
 
 TINY = [*TINY_TOY, "trainer.epochs=1", "dataset.num_sequences=60"]
@@ -154,22 +153,6 @@ def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
     assert len(study.trials) == 5
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
-    reason="the optional Ray launcher is not installed (pip install -e '.[ray]')",
-)
-def test_ray_launcher_runs_a_sweep_locally(tmp_path, monkeypatch):
-    ray_tmp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must stay under 107 bytes
-    env_args = ["+hydra.launcher.ray.init.num_cpus=2", f"+hydra.launcher.ray.init._temp_dir={ray_tmp}"]
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    proc = run_script("lstm_ae_toy.py", "-m", "hydra/launcher=ray", *env_args, *TINY, "model.hidden_size=4,8",
-                      f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-    df = pd.read_csv(tmp_path / "sweep" / "summary.csv")
-    assert len(df) == 2 and (df["status"] == "completed").all()
-
-
 def test_summary_of_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_path):
     jobs = [("8", 0, 0.10), ("8", 1, 0.30), ("16", 0, 0.15), ("16", 1, 0.17), ("32", 0, None), ("32", 1, 0.01)]
     for i, (hidden, seed, val) in enumerate(jobs):
@@ -260,23 +243,125 @@ def test_a_study_from_an_older_optuna_gets_one_line_naming_the_upgrade(tmp_path)
     with sqlite3.connect(tmp_path / "old.db") as db:  # what optuna 2.10 left: an older schema version
         db.execute("UPDATE alembic_version SET version_num = 'v2.6.0.a'")
     with pytest.raises(SystemExit) as err:
-        _sweeper(storage=url)._open_study("minimize")
+        _sweeper(storage=url)._open_study()
     message = str(err.value)
     assert "\n" not in message and f"optuna storage upgrade --storage {url}" in message
 
 
-def test_several_objectives_are_refused_in_one_line():
-    sweeper = _sweeper(direction=["minimize", "maximize"])
-    sweeper.config, sweeper.launcher = object(), object()
-    with pytest.raises(SystemExit, match="optimises one objective"):
-        sweeper.sweep([])
+class FakeLauncher:
+    """Stands in for Hydra's launcher: each job's return value is ``job(overrides)``; records the overrides."""
+
+    def __init__(self, job):
+        self.job, self.launched = job, []
+
+    def launch(self, overrides, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.launched += [dict(o.split("=", 1) if "=" in o else (o, None) for o in job) for job in overrides]
+        returns = []
+        for job in overrides:
+            ret = JobReturn()
+            try:
+                ret.return_value, ret.status = self.job(dict(o.split("=", 1) for o in job if "=" in o)), JobStatus.COMPLETED
+            except Exception as err:  # noqa: BLE001 - what Hydra does with a raising job
+                ret.return_value, ret.status = err, JobStatus.FAILED
+            returns.append(ret)
+        return returns
+
+
+def _sweep(tmp_path, job, arguments, **kw):
+    """Run a TotalTrialsSweep over ``arguments`` with a fake launcher; the sweeper, launcher and results."""
+    sweeper = _sweeper(**kw)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    sweeper.launcher = FakeLauncher(job)
+    sweeper.sweep(arguments)
+    return sweeper, sweeper.launcher, OmegaConf.load(tmp_path / "optimization_results.yaml")
+
+
+def test_several_directions_make_a_multi_objective_study_with_its_pareto_front(tmp_path):
+    job = lambda o: (float(o["x"]) ** 2, (float(o["x"]) - 2) ** 2)  # noqa: E731 - the front: 0 <= x <= 2
+    _, launcher, results = _sweep(tmp_path, job, ["x=range(-2,5)"], direction=["minimize", "minimize"],
+                                  n_trials=12, storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"] and len(study.trials) == 12
+    front = {s["params"]["x"] for s in results.solutions}
+    assert front and front <= {0, 1, 2} and all(len(s["values"]) == 2 for s in results.solutions)
+    with pytest.raises(ValueError, match="returned 0.5; the sweeper needs a list of 2 numbers"):
+        objective_values(0.5, 2)
+
+
+def test_pruning_several_objectives_or_seeds_is_refused_in_one_line():
+    median = optuna.pruners.MedianPruner()
+    with pytest.raises(SystemExit, match="Optuna prunes single-objective studies only; use hydra/sweeper/pruner=none"):
+        _sweeper(direction=["minimize", "maximize"], pruner=median)
+    with pytest.raises(SystemExit, match=r"seeds=\[0, 1\]: a pruner stops single jobs"):
+        _sweeper(seeds=[0, 1], pruner=median)
+    with pytest.raises(SystemExit, match="max_failure_rate=1.5: give a fraction"):
+        _sweeper(max_failure_rate=1.5)
+    _sweeper(seeds=[0, 1], pruner=optuna.pruners.NopPruner())  # no pruning: fine
+
+
+def test_max_failure_rate_stops_the_sweep_with_the_jobs_error(tmp_path):
+    def job(o):
+        if float(o["x"]) > 0:
+            raise RuntimeError("x must not be positive")
+        return float(o["x"])
+
+    with pytest.raises(RuntimeError, match="x must not be positive"):  # default of the plugin: 0.0
+        _sweep(tmp_path, job, ["x=range(1,3)"], n_trials=4, max_failure_rate=0.0)
+    _, launcher, results = _sweep(tmp_path, job, ["x=range(-3,3)"], n_trials=8, n_jobs=2)  # ours: 1.0, goes on
+    assert len(launcher.launched) == 8 and results.best_value <= 0
+
+
+def test_seeds_repeat_each_trial_and_the_study_gets_the_mean(tmp_path):
+    job = lambda o: float(o["x"]) + 0.1 * int(o["trainer.seed"])  # noqa: E731
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _, launcher, results = _sweep(tmp_path, job, ["x=choice(1,2,3)", "~z"], seeds=[0, 1, 2], n_trials=3,
+                                  storage=url)
+    assert len(launcher.launched) == 9  # 3 trials x 3 seeds
+    assert all("~z" in o for o in launcher.launched)  # a deletion reaches every job
+    by_trial = {}
+    for o in launcher.launched:
+        by_trial.setdefault(o[f"++hydra.job.env_set.{TRIAL_ENV}"], []).append((o["x"], o["trainer.seed"]))
+    assert all(len({x for x, _ in v}) == 1 and [s for _, s in v] == ["0", "1", "2"] for v in by_trial.values())
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    for trial in trials:  # the mean of x, x + 0.1, x + 0.2 and its spread
+        assert trial.value == pytest.approx(trial.params["x"] + 0.1) and trial.user_attrs["seed_std"] == [pytest.approx(0.1)]
+    assert results.best_value == min(t.value for t in trials)
+
+
+def test_an_optuna_search_over_seeds_summarises_each_trial(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, "hydra/sweeper/pruner=none",
+                      "hydra.sweeper.n_trials=2", "hydra.sweeper.seeds=[0,1]", f"hydra.sweeper.storage={url}",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "sweep" / "summary.csv")
+    assert len(df) == 4 and sorted(df["trainer.seed"]) == [0, 0, 1, 1]
+    for trial in optuna.load_study(study_name="toy_optuna", storage=url).trials:
+        rows = df[(df["optimizer.lr"] - trial.params["optimizer.lr"]).abs() < 1e-12]
+        assert sorted(rows["trainer.seed"]) == [0, 1]  # both seeds of this trial
+        assert rows["val_mse"].mean() == pytest.approx(trial.value, rel=1e-6)  # the study got the mean
+        assert (rows["val_mse_mean"] == rows["val_mse"].mean()).all() and (rows["seeds"] == 2).all()
+
+
+def test_a_failed_seed_fails_its_trial(tmp_path):
+    def job(o):
+        if o["trainer.seed"] == "1":
+            raise RuntimeError("diverged")
+        return 1.0
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _sweep(tmp_path, job, ["x=choice(1,2)"], seeds=[0, 1], n_trials=2, storage=url)
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"] and "diverged" in trials[0].user_attrs["error"]
 
 
 def test_a_study_with_the_other_direction_is_refused_in_one_line(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     optuna.create_study(study_name="s", storage=url, direction="maximize")
     with pytest.raises(SystemExit, match=r"study 's' in .* was created to maximize, but hydra.sweeper.direction=minimize"):
-        _sweeper(storage=url)._open_study("minimize")
+        _sweeper(storage=url)._open_study()
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 0  # nothing written
 
 
@@ -286,13 +371,15 @@ def test_a_study_with_the_other_direction_is_refused_in_one_line(tmp_path):
 ])
 def test_an_unusable_storage_is_one_line(storage, message):
     with pytest.raises(SystemExit, match=message) as err:
-        _sweeper(storage=storage)._open_study("minimize", attempts=1)
+        _sweeper(storage=storage)._open_study(attempts=1)
     assert "\n" not in str(err.value)
 
 
 def test_bad_sweep_settings_stop_before_any_job(tmp_path):
     for args, message in (
         (["hydra/sweeper/sampler=nosuch"], "Could not find 'hydra/sweeper/sampler/nosuch'"),
+        (["hydra/sweeper/pruner=nosuch"], "Could not find 'hydra/sweeper/pruner/nosuch'"),
+        (["hydra.sweeper.seeds=[0,1]"], "a pruner stops single jobs, not a trial's seeds; use hydra/sweeper/pruner=none"),
         ([f"hydra.sweeper.storage=journal:/proc/lstm_ae/s.log"], "cannot write the journal file"),
     ):
         proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, *args,

@@ -97,8 +97,11 @@ class OptunaSweeperConf:
     study_name: Optional[str] = None
     n_trials: int = 20
     n_jobs: int = 1
+    max_failure_rate: float = 1.0  # stop when more than this fraction of a batch failed (1.0: never; plugin: 0.0)
     params: Optional[Dict[str, str]] = None
     custom_search_space: Optional[str] = None
+    seeds: Optional[List[int]] = None  # run each trial once per seed; the study gets the mean
+    seed_key: str = "trainer.seed"  # the override that sets a job's seed
 
 
 cs = ConfigStore.instance()
