@@ -380,7 +380,7 @@ def test_bad_sweep_settings_stop_before_any_job(tmp_path):
         (["hydra/sweeper/sampler=nosuch"], "Could not find 'hydra/sweeper/sampler/nosuch'"),
         (["hydra/sweeper/pruner=nosuch"], "Could not find 'hydra/sweeper/pruner/nosuch'"),
         (["hydra.sweeper.seeds=[0,1]"], "a pruner stops single jobs, not a trial's seeds; use hydra/sweeper/pruner=none"),
-        ([f"hydra.sweeper.storage=journal:/proc/lstm_ae/s.log"], "cannot write the journal file"),
+        (["hydra.sweeper.storage=journal:/proc/lstm_ae/s.log"], "cannot write the journal file"),
     ):
         proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, *args,
                           f"hydra.sweep.dir={tmp_path / 'sweep'}")
