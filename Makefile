@@ -20,8 +20,8 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@# extras the tests use: optuna-dashboard (tests/test_dashboard.py), Ray (tests/test_ray.py)
-	$(PY) -m pip install --quiet -e '.[dev,dashboard,ray]'
+	@# extras the tests use: optuna-dashboard, Ray, TensorBoard (tests/test_{dashboard,ray,loggers}.py)
+	$(PY) -m pip install --quiet -e '.[dev,dashboard,ray,tensorboard]'
 	@# hydra-optuna-sweeper (optuna<3) was a dependency before the project's own sweeper; left in an
 	@# old .venv it would register the same hydra/sweeper=optuna option
 	$(PY) -m pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true

@@ -243,6 +243,19 @@ class TrainerConfig:
     resume: Optional[str] = None  # auto: continue the newest unfinished run; or a run folder; null: afresh
 
 
+# ---------------------------------------------------------------------------- logger
+@dataclass
+class CsvLoggerConfig:
+    _target_: Optional[str] = None  # metrics.csv only (always written)
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "lstm_ae.loggers.TensorBoardLogger"  # + event files (extra .[tensorboard])
+    log_dir: str = "tb"  # inside the run folder
+    flush_secs: int = 10  # how often the event file is written out
+
+
 SCHEMAS = {
     "model": {"lstm_ae": ModelConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
@@ -260,6 +273,7 @@ SCHEMAS = {
         "predict": PredictTaskConfig,
     },
     "trainer": {"default": TrainerConfig},
+    "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorBoardLoggerConfig},
 }
 
 

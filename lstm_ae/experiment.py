@@ -31,6 +31,7 @@ from lstm_ae import plots
 from lstm_ae.config import validate
 from lstm_ae.data import Splits, group_folds
 from lstm_ae.errors import CheckpointError, ConfigError, UserError
+from lstm_ae.loggers import build_logger
 from lstm_ae.model import count_parameters
 from lstm_ae.sweep import PRUNED, TRIAL_ENV, Pruned, PrunedAt
 from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, configure_torch, seed_everything
@@ -165,16 +166,21 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any, callbacks
         len(splits.train), len(splits.val), len(splits.test), splits.seq_len, splits.num_features,
         count_parameters(model), trainer.device,
     )
-    fit = trainer.fit(
-        model,
-        task,
-        splits,
-        optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
-        scheduler=scheduler_factory(cfg.scheduler),
-        callbacks=callbacks,
-        resume=cfg.trainer.resume is not None if resume is None else resume,
-        tag=tag,
-    )
+    logger = build_logger(cfg, run_dir)
+    try:
+        fit = trainer.fit(
+            model,
+            task,
+            splits,
+            optimizer=instantiate(cfg.optimizer, _partial_=True, _convert_="all"),
+            scheduler=scheduler_factory(cfg.scheduler),
+            callbacks=[logger, *callbacks] if logger is not None else callbacks,  # logged before a pruner stops it
+            resume=cfg.trainer.resume is not None if resume is None else resume,
+            tag=tag,
+        )
+    finally:
+        if logger is not None:
+            logger.close()
     return model, fit, trainer
 
 
@@ -227,6 +233,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
     seed_everything(cfg.trainer.seed)
     task = build(cfg.task)
     run_dir = _run_dir_or_resumed(cfg, run_dir)
+    logger = build_logger(cfg, run_dir)  # without its extra: fails here, before the data are loaded
     resume = cfg.trainer.resume is not None or (continue_job and _checkpoint_tag(run_dir) == fingerprint)
     splits = load_data(cfg, task)
     folds = group_folds(splits, task.folds) if task.folds is not None else None
@@ -260,6 +267,8 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
         config_sha1=fingerprint,
     )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if logger is not None:
+        logger.finish(cfg, results)
     task.figures(run_dir, splits, test, fit.history)
     log.info(
         "best epoch %d: val_%s %.5f; test_%s %.5f; results in %s",
