@@ -268,7 +268,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
     )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if logger is not None:
-        logger.finish(cfg, results)
+        logger.finish(cfg, results, HydraConfig.get().overrides.task if HydraConfig.initialized() else ())
     task.figures(run_dir, splits, test, fit.history)
     log.info(
         "best epoch %d: val_%s %.5f; test_%s %.5f; results in %s",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -22,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_ae.errors import UserError
 
-# the config groups whose keys are a run's hyper-parameters in TensorBoard's HParams view
-HPARAM_GROUPS = ("model", "optimizer", "scheduler", "dataset", "task", "trainer")
-
+# A run's hyper-parameters in TensorBoard's HParams view: what defines a model and its training,
+# and every key the run's overrides set (a sweep's swept keys are always there). Kept short: the
+# view shows a handful of columns at first.
+CORE_HPARAMS = ("model.hidden_size", "model.num_layers", "model.dropout", "optimizer.lr", "optimizer.weight_decay",
+                "trainer.epochs", "trainer.batch_size", "trainer.grad_clip", "trainer.precision", "trainer.seed")
 
 def summary_writer() -> Any:
     """TensorBoard's ``SummaryWriter`` class; one line naming the fix when the extra is missing."""
@@ -54,29 +56,36 @@ class TensorBoardLogger:
         if self.writer is not None:
             self.writer.close()
 
-    def finish(self, cfg: DictConfig, results: Mapping[str, Any]) -> None:
+    def finish(self, cfg: DictConfig, results: Mapping[str, Any], overrides: Sequence[str] = ()) -> None:
         """The run's hyper-parameters and final metrics, for the HParams view (in the same folder)."""
         metrics = {f"hparam/{k}": float(v) for k, v in results.items()
                    if k.startswith(("test_", "val_", "baseline_", "best_epoch", "train_seconds"))
                    and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         with self.writer_class(str(self.dir), flush_secs=self.flush_secs) as writer:
-            writer.add_hparams(hparams(cfg), metrics, run_name=".")
+            writer.add_hparams(hparams(cfg, overrides), metrics, run_name=".")
 
 
-def hparams(cfg: DictConfig) -> Dict[str, Any]:
-    """The config's groups flattened to ``group.key`` -> a number, bool or string (what HParams takes)."""
-    flat: Dict[str, Any] = {}
+def hparams(cfg: DictConfig, overrides: Sequence[str] = ()) -> Dict[str, Any]:
+    """The run's hyper-parameters as ``key`` -> a number, bool or string (what HParams takes):
+    :data:`CORE_HPARAMS`, the optimizer's and scheduler's class names, and the keys ``overrides``
+    (``key=value`` strings) set; a group chosen by an override (``optimizer=sgd``) by its option."""
+    def value(key: str) -> Any:
+        v = OmegaConf.select(cfg, key)
+        v = OmegaConf.to_container(OmegaConf.create({"v": v}), resolve=True, enum_to_str=True)["v"]
+        return v if isinstance(v, (bool, int, float, str)) else str(v)  # None, lists: as text
 
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}", value)
-        else:  # numbers, bools and strings as they are; None and lists as text
-            flat[prefix] = node if isinstance(node, (bool, int, float, str)) else str(node)
-
-    for group in HPARAM_GROUPS:
-        if group in cfg:
-            walk(group, OmegaConf.to_container(cfg[group], resolve=True, enum_to_str=True))
+    absent = object()
+    has = lambda key: OmegaConf.select(cfg, key, default=absent) is not absent  # noqa: E731 - None is a value
+    flat: Dict[str, Any] = {key: value(key) for key in CORE_HPARAMS if has(key)}
+    for group in ("optimizer", "scheduler"):
+        target = OmegaConf.select(cfg, f"{group}._target_")
+        flat[group] = str(target).rsplit(".", 1)[-1] if target else "none"
+    for item in overrides:
+        key, _, text = item.partition("=")
+        key = key.lstrip("+~")
+        if key.startswith(("hydra.", "hparams_search", "logger")) or not has(key):
+            continue
+        flat[key] = text if OmegaConf.is_dict(OmegaConf.select(cfg, key)) else value(key)
     return flat
 
 

@@ -124,8 +124,12 @@ def test_tensorboard_without_its_extra_is_one_line_before_training(tmp_path, mon
     assert "\n" not in str(err.value) and not (tmp_path / "run" / "metrics.csv").exists()
 
 
-def test_hparams_are_flat_scalars_of_the_config():
-    flat = hparams(compose_cfg("toy", ["model.hidden_size=8", "trainer.grad_clip=null"]))
-    assert flat["model.hidden_size"] == 8 and flat["trainer.grad_clip"] == "None"
-    assert flat["trainer.device"] == "auto" and flat["dataset.split"] == "[0.6, 0.2, 0.2]"
+def test_hparams_are_what_defines_the_run_and_its_overrides():
+    overrides = ["model.hidden_size=8", "trainer.grad_clip=null", "dataset.num_sequences=60", "optimizer=sgd", "logger=csv",
+                 "hydra.job.chdir=false"]
+    flat = hparams(compose_cfg("toy", overrides[:-1]), overrides)
+    assert flat["model.hidden_size"] == 8 and flat["trainer.grad_clip"] == "None" and flat["optimizer.lr"] == 0.005  # toy.yaml's
+    assert flat["optimizer"] == "sgd" and flat["scheduler"] == "OneCycleLR" and flat["trainer.precision"] == "bf16"
+    assert flat["dataset.num_sequences"] == 60 and "dataset.seq_len" not in flat  # only the overridden dataset keys
+    assert "trainer.progress" not in flat and not any(k.startswith(("hydra", "logger")) for k in flat)
     assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
