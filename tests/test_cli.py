@@ -11,17 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from bench import pruning, throughput, time_to_accuracy
-from lstm_ae import compare, report, reproduce
+from bench import pruning, runs_table, throughput, time_to_accuracy
+from lstm_ae import compare, report, reproduce, runs
 
 # module, its prog, flags its --help must list
 TOOLS = {
     "reproduce": (reproduce, "python -m lstm_ae.reproduce", ["--budget", "--only", "--out", "--data", "smoke"]),
     "report": (report, "python -m lstm_ae.report", ["--runs", "--out", "--mnist_pixel_classify"]),
     "compare": (compare, "python -m lstm_ae.compare", ["RUN", "--labels", "--out"]),
+    "runs": (runs, "python -m lstm_ae.runs", ["PATH", "--task", "--status", "--where", "--sort", "--reverse", "--top",
+                                              "--csv", "--json", "--stale"]),
     "throughput": (throughput, "python -m bench.throughput", ["--shapes", "--batches", "--threads", "--device", "--out"]),
     "time_to_accuracy": (time_to_accuracy, "python -m bench.time_to_accuracy", ["--out", "OVERRIDE"]),
     "pruning": (pruning, "python -m bench.pruning", ["--trials", "--epochs", "--out", "OVERRIDE"]),
+    "runs_table": (runs_table, "python -m bench.runs_table", ["--folders", "--repeats", "--template", "--out"]),
 }
 
 
@@ -43,6 +46,7 @@ def calls(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce, "reproduce", recorder("reproduce", reproduce.reproduce, {}))
     monkeypatch.setattr(report, "build", recorder("report", report.build, {}))
     monkeypatch.setattr(compare, "compare", recorder("compare", compare.compare, []))
+    monkeypatch.setattr(runs, "collect", recorder("runs", runs.collect, runs.Listing([], {}, runs.Messages())))
     monkeypatch.setattr(throughput, "measure", recorder("throughput", throughput.measure, 1.0))
     # time_to_accuracy: the real Hydra compose (recorded), then no data, no model, no training. The
     # fakes take any arguments; if one of these names leaves the module, setattr fails loudly here.
@@ -81,6 +85,10 @@ def test_help_exits_0_and_shows_the_tools_usage(tool, calls, capsys):
     ("report", ["--runs"], "argument --runs: expected one argument"),
     ("report", ["--nosuch_experiment", "x"], "unrecognized arguments: --nosuch_experiment x"),
     ("compare", [], "the following arguments are required: RUN"),
+    ("runs", ["--top", "0"], "argument --top: must be at least 1, got 0"),
+    ("runs", ["--status", "done"], "argument --status: invalid choice: 'done'"),
+    ("runs", ["--where", "model.hidden_size"], "argument --where: 'model.hidden_size' is not KEY=VALUE"),
+    ("runs", ["--stale", "soon"], "argument --stale: invalid float value: 'soon'"),
     ("throughput", ["--shapes", "huge"], "argument --shapes: invalid choice: 'huge'"),
     ("throughput", ["--batches", "many"], "argument --batches: invalid int value: 'many'"),
     ("time_to_accuracy", ["trainer.epochs", "6"], "argument OVERRIDE: 'trainer.epochs' is not a config override"),
@@ -121,6 +129,13 @@ def test_report_and_compare_pass_their_arguments_on(calls):
     assert calls["report"] == [{"runs": Path("runs/smoke"), "out": Path("rep"), "overrides": {"sp500_predict": Path("elsewhere")}}]
     compare.main(["a", "b", "--labels", "row", "pixel", "--out", "cmp"])
     assert calls["compare"] == [{"run_dirs": [Path("a"), Path("b")], "labels": ["row", "pixel"], "out": Path("cmp")}]
+
+
+def test_runs_passes_its_paths_and_stale_on(calls, capsys):
+    assert runs.main(["a", "b", "--stale", "5"]) == 0
+    (call,) = calls["runs"]
+    assert call["paths"] == [Path("a"), Path("b")] and call["stale"] == 5.0
+    assert capsys.readouterr().out == "no runs found\n"
 
 
 def test_time_to_accuracy_passes_overrides_and_out(calls, tmp_path):
