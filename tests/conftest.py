@@ -113,3 +113,21 @@ def sp500_root(tmp: Path, days: int = DAYS) -> Path:
     """A data root with the S&P file where the loader looks by default (<root>/sp500/sp500_2014_2017.csv.gz)."""
     make_csv(tmp / "data" / "sp500", days=days, name="sp500_2014_2017.csv.gz")
     return tmp / "data"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 10):
+    """GET ``url`` and decode its JSON body."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())

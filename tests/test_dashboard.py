@@ -1,16 +1,14 @@
 """optuna-dashboard and the optuna CLI read the studies our sweeps write (the [dashboard] extra,
 which make test installs): a real server on 127.0.0.1, queried over HTTP, then stopped."""
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TOY, run_script
+from tests.conftest import TINY_TOY, free_port, get_json, run_script
 
 BIN = Path(sys.executable).parent  # the commands of this environment
 DASHBOARD = BIN / "optuna-dashboard"
@@ -32,19 +30,8 @@ def study(tmp_path_factory):
     return f"sqlite:///{db}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def test_dashboard_serves_the_study_trials(study):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([DASHBOARD, study, "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -52,13 +39,13 @@ def test_dashboard_serves_the_study_trials(study):
         deadline = time.time() + 30
         while True:
             try:
-                studies = _get(f"{base}/api/studies")["study_summaries"]
+                studies = get_json(f"{base}/api/studies")["study_summaries"]
                 break
             except OSError:
                 assert server.poll() is None and time.time() < deadline, server.stderr.read() if server.poll() else "timeout"
                 time.sleep(0.2)
         assert [s["study_name"] for s in studies] == ["toy_optuna"]
-        trials = _get(f"{base}/api/studies/{studies[0]['study_id']}")["trials"]
+        trials = get_json(f"{base}/api/studies/{studies[0]['study_id']}")["trials"]
         assert len(trials) == 3
         assert sorted(t["state"] for t in trials) == ["Complete", "Complete", "Fail"]
         failed = next(t for t in trials if t["state"] == "Fail")

@@ -1,14 +1,11 @@
 """logger=tensorboard (the [tensorboard] extra, which make test installs): event files with every
 metrics.csv column per epoch and the run's hyper-parameters, read back by a real TensorBoard
 server on 127.0.0.1 over HTTP; a resumed run writes no step twice; without the extra, one line."""
-import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -17,23 +14,12 @@ import pytest
 from lstm_ae.errors import UserError
 from lstm_ae.experiment import train_and_test
 from lstm_ae.loggers import build_logger, hparams
-from tests.conftest import TINY_TOY, compose_cfg
+from tests.conftest import TINY_TOY, compose_cfg, free_port, get_json
 
 TENSORBOARD = Path(sys.executable).parent / "tensorboard"
 needs_tensorboard = pytest.mark.skipif(not TENSORBOARD.exists(),
                                        reason="TensorBoard is not installed (pip install -e '.[tensorboard]')")
 TINY = [*TINY_TOY, "dataset.num_sequences=60", "logger=tensorboard"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def _steps(log_dir: Path, tag: str) -> list:
@@ -52,7 +38,7 @@ def test_tensorboard_serves_every_metric_of_a_run(tmp_path):
     run = tmp_path / "run"
     results = train_and_test(compose_cfg("toy", [*TINY, "trainer.epochs=3"]), run)
     metrics = pd.read_csv(run / "metrics.csv")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([TENSORBOARD, "--logdir", str(run), "--host", "127.0.0.1", "--port", str(port),
                                "--reload_interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -60,7 +46,7 @@ def test_tensorboard_serves_every_metric_of_a_run(tmp_path):
         deadline = time.time() + 60
         while True:  # until the server is up and has read the event files
             try:
-                tags = _get(f"{base}/tags").get("tb", {})
+                tags = get_json(f"{base}/tags").get("tb", {})
                 if "hparam/test_mse" in tags:
                     break
             except OSError:
@@ -70,12 +56,12 @@ def test_tensorboard_serves_every_metric_of_a_run(tmp_path):
         assert set(metrics.columns) - {"epoch"} <= set(tags)  # every column, the learning rate included
         for tag in ("train_loss", "val_mse", "lr"):
             query = urllib.parse.urlencode({"run": "tb", "tag": tag})
-            points = _get(f"{base}/scalars?{query}")  # [[wall time, step, value], ...]
+            points = get_json(f"{base}/scalars?{query}")  # [[wall time, step, value], ...]
             assert [p[1] for p in points] == [1, 2, 3]
             assert [p[2] for p in points] == pytest.approx(metrics[tag].tolist(), rel=1e-6)
-        test_mse = _get(f"{base}/scalars?{urllib.parse.urlencode({'run': 'tb', 'tag': 'hparam/test_mse'})}")
+        test_mse = get_json(f"{base}/scalars?{urllib.parse.urlencode({'run': 'tb', 'tag': 'hparam/test_mse'})}")
         assert test_mse[0][2] == pytest.approx(results["test_mse"], rel=1e-6)
-        listing = _get(f"http://127.0.0.1:{port}/data/plugins_listing")
+        listing = get_json(f"http://127.0.0.1:{port}/data/plugins_listing")
         assert listing["hparams"]["enabled"]  # the HParams view has this run's hyper-parameters
     finally:
         server.terminate()
