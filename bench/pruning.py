@@ -55,9 +55,12 @@ def search(folder: Path, spec: str, trials: int, epochs: int, overrides: List[st
     epochs_trained = sum(len(pd.read_csv(m)) for m in (folder / "sweep").glob("*/metrics.csv"))
     study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
     states = [t.state.name for t in study.trials]
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+               "last_epoch": max(t.intermediate_values, default=None)} for t in study.trials]
     return {"pruner": spec, "wall_seconds": round(seconds, 1), "epochs_trained": epochs_trained,
             "best_val_mse": study.best_value, "best_params": study.best_params,
-            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL")}
+            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+            "trials": trials}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2, help="searches run at once (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("bench/results/pruning.json"), metavar="FILE",
                    help="the JSON written (default: %(default)s)")
+    p.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                   help="keep every search's sweep folder and study under DIR (default: a temporary folder)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides for every search")
     return p
 
@@ -96,7 +101,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parser().parse_args(argv)
     specs = ["none"] + [default_pruner() if s == "default" else s for s in args.pruners if s != "none"]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        runs = list(pool.map(lambda i_s: search(Path(tmp) / str(i_s[0]), i_s[1], args.trials, args.epochs,
+        where = args.keep.resolve() if args.keep else Path(tmp)
+        runs = list(pool.map(lambda i_s: search(where / str(i_s[0]), i_s[1], args.trials, args.epochs,
                                                 args.overrides), enumerate(specs)))
     plain = runs[0]
     for run in runs[1:]:
