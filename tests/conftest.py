@@ -3,8 +3,12 @@ layouts, entry scripts run as a user would. Every test picks its device: the CPU
 or CUDA in the tests marked for it, which skip without a GPU."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import logging
 import os
+import runpy
 import struct
 import subprocess
 import sys
@@ -48,6 +52,31 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 300) ->
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run an entry script in this process as ``python <script> <args>`` does (as ``__main__``:
+    Hydra's command line, exit status, console output), without a fresh interpreter's start-up.
+    sys.argv, HYDRA_FULL_ERROR and the logging handlers are put back afterwards."""
+    argv = [str(ROOT / script), *args]
+    saved = sys.argv, os.environ.get("HYDRA_FULL_ERROR"), logging.getLogger().handlers[:]
+    sys.argv, os.environ["HYDRA_FULL_ERROR"] = argv, "0"
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(argv[0], run_name="__main__")
+            except SystemExit as exit_:  # as the interpreter does: a message goes to stderr, status 1
+                code = exit_.code if isinstance(exit_.code, int) or exit_.code is None else 1
+                if not isinstance(exit_.code, (int, type(None))):
+                    print(exit_.code, file=sys.stderr)
+    finally:
+        sys.argv, logging.getLogger().handlers[:] = saved[0], saved[2]
+        if saved[1] is None:
+            os.environ.pop("HYDRA_FULL_ERROR")
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved[1]
+    return subprocess.CompletedProcess(argv, code or 0, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,8 @@
 
 Add a case in one line to CASES: (id, script, arguments, expected message (regex), setup).
 ``setup(tmp)`` may create bad files and returns extra arguments; ``{root}``, ``{csv}`` and ``{tmp}``
-in the arguments are filled in. Every case runs the real entry script in a fresh interpreter.
+in the arguments are filled in. Every case runs the real entry script's main() with its command line
+(in this process: conftest.run_in_process; the scripts' start-up is tested in test_toy_run.py).
 """
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lstm_ae.data.mnist import FILES
-from tests.conftest import HAS_CUDA, run_script, sp500_root, write_fake_mnist
+from tests.conftest import HAS_CUDA, run_in_process, sp500_root, write_fake_mnist
 
 TOY = ["trainer.epochs=1", "dataset.num_sequences=30", "model.hidden_size=4"]
 
@@ -96,7 +97,7 @@ def test_bad_input(tmp_path, name, script, args, message, setup):
     given = {a.split("=")[0] for a in filled}
     defaults = [*(TOY if script == "lstm_ae_toy.py" else ["trainer.epochs=1"]), "trainer.progress=false",
                 "trainer.device=cpu", f"hydra.run.dir={run_dir}"]
-    proc = run_script(script, *[a for a in defaults if a.split("=")[0] not in given], *filled)
+    proc = run_in_process(script, *[a for a in defaults if a.split("=")[0] not in given], *filled)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
     assert re.search(message, out, re.S), out[-2000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TOY, free_port, get_json, run_script
+from tests.conftest import TINY_TOY, free_port, get_json, run_in_process
 
 BIN = Path(sys.executable).parent  # the commands of this environment
 DASHBOARD = BIN / "optuna-dashboard"
@@ -20,7 +20,7 @@ def study(tmp_path_factory):
     """A 3-trial study of the toy Optuna search, one trial failing (hidden size 0)."""
     tmp = tmp_path_factory.mktemp("dashboard")
     db = tmp / "toy.db"
-    proc = run_script("lstm_ae_toy.py", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
+    proc = run_in_process("lstm_ae_toy.py", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
                       "hydra.sweeper.study_name=toy_optuna",
                       *[a for a in TINY_TOY if "hidden_size" not in a], "dataset.num_sequences=60", "trainer.epochs=1",
                       "model.hidden_size=choice(0,4,6)", "optimizer.lr=choice(0.01)", "trainer.grad_clip=choice(1.0)",

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lstm_ae import runs
-from tests.conftest import ROOT, TINY_TOY, run_script
+from tests.conftest import ROOT, TINY_TOY, run_in_process, run_script
 
 pytestmark = pytest.mark.xdist_group("runs")  # the real sweep is made once, on one worker
 
@@ -309,7 +309,7 @@ def test_the_command_imports_neither_torch_nor_pandas():
 def real_sweep(tmp_path_factory):
     """A real two-job toy sweep: job 0 finishes, job 1 fails (a config error: error.txt)."""
     sweep = tmp_path_factory.mktemp("real") / "sweep"
-    proc = run_script("lstm_ae_toy.py", "-m", *TINY_TOY, "trainer.epochs=2", "dataset.dip_scale=0.1,nan",
+    proc = run_in_process("lstm_ae_toy.py", "-m", *TINY_TOY, "trainer.epochs=2", "dataset.dip_scale=0.1,nan",
                       f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep

@@ -14,14 +14,14 @@ from omegaconf import OmegaConf
 
 from lstm_ae.optuna_sweeper import objective_values
 from lstm_ae.sweep import TRIAL_ENV, collect
-from tests.conftest import ROOT, TINY_TOY, run_script
+from tests.conftest import ROOT, TINY_TOY, run_in_process, run_script
 
 TINY = [*TINY_TOY, "trainer.epochs=1", "dataset.num_sequences=60"]
 
 
 def test_basic_multirun_writes_sorted_summary(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_script("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=4,8", f"hydra.sweep.dir={sweep_dir}")
+    proc = run_in_process("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=4,8", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(sweep_dir / "summary.csv")
     assert len(df) == 2 and set(df["model.hidden_size"]) == {4, 8}
@@ -38,7 +38,7 @@ def test_optuna_multirun_with_sqlite_storage_continues_the_study(tmp_path):
     db = tmp_path / "study" / "toy.db"
     args = ["-m", "hparams_search=toy_optuna", *TINY, "hydra.sweeper.n_trials=2",
             f"hydra.sweeper.storage=${{sqlite_url:{db}}}"]
-    first = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'a'}")
+    first = run_in_process("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'a'}")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "a" / "summary.csv")
     assert len(summary) == 2 and (summary["status"] == "completed").all()
@@ -50,17 +50,17 @@ def test_optuna_multirun_with_sqlite_storage_continues_the_study(tmp_path):
     assert sorted(t.value for t in trials) == pytest.approx(sorted(summary["val_mse"]))
 
     # n_trials counts the whole study: the same command again runs nothing, a larger n_trials the rest
-    again = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    again = run_in_process("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}").trials) == 2
-    more = run_script("lstm_ae_toy.py", *args, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={tmp_path / 'c'}")
+    more = run_in_process("lstm_ae_toy.py", *args, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={tmp_path / 'c'}")
     assert more.returncode == 0, more.stderr[-3000:]
     assert len(optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}").trials) == 4
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_script("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=0,4", f"hydra.sweep.dir={sweep_dir}")
+    proc = run_in_process("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=0,4", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(sweep_dir / "summary.csv")
     assert dict(zip(df["model.hidden_size"], df["status"])) == {4: "completed", 0: "failed"}
@@ -110,7 +110,7 @@ def test_two_workers_share_one_optuna_study(tmp_path, kind):
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     db = tmp_path / "s.db"
-    proc = run_script(
+    proc = run_in_process(
         "lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *[a for a in TINY if "hidden_size" not in a],
         "hydra.sweeper.n_trials=6", "model.hidden_size=choice(0,4)", "optimizer.lr=choice(0.01,1e39)", "trainer.grad_clip=null",
         f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -144,7 +144,7 @@ def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
     assert proc.poll() is None, "the sweep ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    rerun = run_script("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    rerun = run_in_process("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -204,7 +204,7 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     done = (sweep / "0" / "results.json").stat().st_mtime_ns
     cut = torch.load(sweep / "1" / "checkpoints" / "last.pt", weights_only=False)["epoch"]
     assert not (sweep / "1" / "results.json").exists() and cut < 8
-    rerun = run_script("lstm_ae_toy.py", *args)
+    rerun = run_in_process("lstm_ae_toy.py", *args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (sweep / "0" / "results.json").stat().st_mtime_ns == done  # not trained again
     assert f"resumed from {sweep / '1' / 'checkpoints' / 'last.pt'} after epoch {cut}" in (sweep / "1" / "lstm_ae_toy.log").read_text()
@@ -215,7 +215,7 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
 
 def test_grid_sampler_enumerates_the_space_once(tmp_path):
     db = tmp_path / "grid.db"
-    proc = run_script("lstm_ae_toy.py", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
+    proc = run_in_process("lstm_ae_toy.py", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
                       "hydra.sweeper.study_name=toy_optuna", *[a for a in TINY if "hidden_size" not in a],
                       "hydra.sweeper.n_trials=10",
                       "model.hidden_size=choice(4,6)", "optimizer.lr=choice(0.01,0.02)", "trainer.grad_clip=1.0",
@@ -332,7 +332,7 @@ def test_seeds_repeat_each_trial_and_the_study_gets_the_mean(tmp_path):
 
 def test_an_optuna_search_over_seeds_summarises_each_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, "hydra/sweeper/pruner=none",
+    proc = run_in_process("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, "hydra/sweeper/pruner=none",
                       "hydra.sweeper.n_trials=2", "hydra.sweeper.seeds=[0,1]", f"hydra.sweeper.storage={url}",
                       f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -382,7 +382,7 @@ def test_bad_sweep_settings_stop_before_any_job(tmp_path):
         (["hydra.sweeper.seeds=[0,1]"], "a pruner stops single jobs, not a trial's seeds; use hydra/sweeper/pruner=none"),
         (["hydra.sweeper.storage=journal:/proc/lstm_ae/s.log"], "cannot write the journal file"),
     ):
-        proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, *args,
+        proc = run_in_process("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, *args,
                           f"hydra.sweep.dir={tmp_path / 'sweep'}")
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and message in out and "Traceback" not in out, out[-2000:]
@@ -394,7 +394,8 @@ def test_pruned_trials_stop_at_once_and_are_recorded(tmp_path, launcher):
     """Every job reports its validation MSE each epoch; a pruner that prunes anything above 1e-9 from
     epoch 2 on stops each trial after its 2nd epoch: PRUNED in the study, the epoch in summary.csv."""
     db = tmp_path / "p.db"
-    proc = run_script("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, "trainer.epochs=6",
+    run = run_in_process if launcher == "basic" else run_script  # joblib's worker processes: from a fresh interpreter
+    proc = run("lstm_ae_toy.py", "-m", "hparams_search=toy_optuna", *TINY, "trainer.epochs=6",
                       "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", f"hydra/launcher={launcher}",
                       "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.upper=1e-9",
                       "hydra.sweeper.pruner.n_warmup_steps=2", f"hydra.sweeper.storage=sqlite:///{db}",

@@ -10,7 +10,7 @@ from lstm_ae.errors import ConfigError
 from lstm_ae.data.toy import load_toy
 from lstm_ae.tasks import Reconstruct
 from lstm_ae.trainer import Trainer, configure_torch
-from tests.conftest import TINY_TOY, compose_cfg, needs_cuda, run_script, trainer_cfg
+from tests.conftest import TINY_TOY, compose_cfg, needs_cuda, run_in_process, run_script, trainer_cfg
 
 pytestmark = pytest.mark.xdist_group("toy_run")  # its one run stays on one worker
 
@@ -86,7 +86,7 @@ def test_input_size_mismatch_is_a_config_error():
 
 
 def test_help_lists_groups_and_options():
-    proc = run_script("lstm_ae_toy.py", "--help")
+    proc = run_in_process("lstm_ae_toy.py", "--help")
     assert proc.returncode == 0
     for text in ("model: lstm_ae", "optimizer: adam, adamw, rmsprop, sgd", "hparams_search: toy_grid, toy_optuna",
                  "scheduler: cosine, none, onecycle, plateau, step", "trainer: default"):
@@ -94,7 +94,7 @@ def test_help_lists_groups_and_options():
 
 
 def test_cfg_job_prints_composed_config():
-    proc = run_script("lstm_ae_toy.py", "--cfg", "job", "model.hidden_size=32")
+    proc = run_in_process("lstm_ae_toy.py", "--cfg", "job", "model.hidden_size=32")
     assert proc.returncode == 0
     assert "hidden_size: 32" in proc.stdout and "_target_: torch.optim.Adam" in proc.stdout
 
