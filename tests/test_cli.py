@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import pruning, runs_table, throughput, time_to_accuracy
+from bench import prune_replay, pruning, runs_table, throughput, time_to_accuracy
 from lstm_ae import compare, report, reproduce, runs
 
 # module, its prog, flags its --help must list
@@ -24,6 +24,7 @@ TOOLS = {
     "throughput": (throughput, "python -m bench.throughput", ["--shapes", "--batches", "--threads", "--device", "--out"]),
     "time_to_accuracy": (time_to_accuracy, "python -m bench.time_to_accuracy", ["--out", "OVERRIDE"]),
     "pruning": (pruning, "python -m bench.pruning", ["--trials", "--epochs", "--out", "OVERRIDE"]),
+    "prune_replay": (prune_replay, "python -m bench.prune_replay", ["sweep", "--pruners", "--objective", "--maximize", "--out"]),
     "runs_table": (runs_table, "python -m bench.runs_table", ["--folders", "--repeats", "--template", "--out"]),
 }
 
@@ -93,6 +94,7 @@ def test_help_exits_0_and_shows_the_tools_usage(tool, calls, capsys):
     ("throughput", ["--batches", "many"], "argument --batches: invalid int value: 'many'"),
     ("time_to_accuracy", ["trainer.epochs", "6"], "argument OVERRIDE: 'trainer.epochs' is not a config override"),
     ("time_to_accuracy", ["--out"], "argument --out: expected one argument"),
+    ("prune_replay", ["some/sweep"], "the following arguments are required: --pruners"),
 ])
 def test_a_bad_argument_exits_2_with_one_error_line(tool, argv, message, calls, capsys):
     module, prog, _ = TOOLS[tool]

@@ -63,6 +63,15 @@ class MedianPruner:
 
 
 @dataclass
+class PercentilePruner:
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 75.0  # stops a trial worse than this percentile of the others at its epoch (median: 50)
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 10
+    interval_steps: int = 1
+
+
+@dataclass
 class SuccessiveHalvingPruner:
     _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
     min_resource: Any = "auto"
@@ -108,8 +117,9 @@ cs = ConfigStore.instance()
 cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="lstm_ae")
 for name, node in {"tpe": TPE, "random": Random, "grid": Grid, "nsgaii": NSGAII, "qmc": QMC}.items():
     cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="lstm_ae")
-for name, node in {"none": NoPruner, "median": MedianPruner, "successive_halving": SuccessiveHalvingPruner,
-                   "hyperband": HyperbandPruner, "threshold": ThresholdPruner}.items():
+for name, node in {"none": NoPruner, "median": MedianPruner, "percentile": PercentilePruner,
+                   "successive_halving": SuccessiveHalvingPruner, "hyperband": HyperbandPruner,
+                   "threshold": ThresholdPruner}.items():
     cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="lstm_ae")
 
 
