@@ -47,7 +47,9 @@ SMOKE_SP = ["model.hidden_size=8", "trainer.epochs=1", "task.folds=2"]
 EXPERIMENTS = [
     Experiment("toy", "lstm_ae_toy.py", [], SMOKE_TOY, title="Toy sequences: default run"),
     Experiment("toy_grid", "lstm_ae_toy.py", ["-m", "hparams_search=toy_grid"],
-               ["dataset.num_sequences=200", "trainer.epochs=1"], sweep=True, title="Toy sequences: grid search"),
+               ["dataset.num_sequences=200", "trainer.epochs=1", "model.hidden_size=8,16", "optimizer.lr=0.01",
+                "trainer.grad_clip=1.0"],  # smoke: 2 of the grid's 8 jobs
+               sweep=True, title="Toy sequences: grid search"),
     Experiment("mnist_row_reconstruct", "lstm_ae_mnist.py", ["task=reconstruct"], SMOKE_MNIST,
                title="MNIST row by row: reconstruction"),
     Experiment("mnist_row_classify", "lstm_ae_mnist.py", ["task=classify"], SMOKE_MNIST,
