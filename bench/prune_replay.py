@@ -23,6 +23,8 @@ import pandas as pd
 import yaml
 from hydra.utils import instantiate
 
+from bench.pruning import pruner_options
+
 
 
 def curves(sweep: Path, objective: str) -> List[pd.Series]:
@@ -37,14 +39,11 @@ def curves(sweep: Path, objective: str) -> List[pd.Series]:
 
 def make_pruner(spec: str) -> optuna.pruners.BasePruner:
     """``NAME:key=value,...`` -> the pruner ``hydra/sweeper/pruner=NAME`` builds (its defaults, these keys)."""
-    import hydra_plugins.lstm_ae_optuna_sweeper  # noqa: F401  (stores the pruner options)
-    from hydra.core.config_store import ConfigStore
-
     name, _, keys = spec.partition(":")
-    options = sorted(ConfigStore.instance().list("hydra/sweeper/pruner"))
-    if f"{name}.yaml" not in options:
-        raise SystemExit(f"unknown pruner {name!r}: one of {', '.join(o[:-5] for o in options)}")
-    node = ConfigStore.instance().load(f"hydra/sweeper/pruner/{name}.yaml").node
+    options = pruner_options()
+    if name not in options:
+        raise SystemExit(f"unknown pruner {name!r}: one of {', '.join(sorted(options))}")
+    node = options[name]
     for kv in filter(None, keys.split(",")):
         key, _, value = kv.partition("=")
         node[key] = yaml.safe_load(value)

@@ -81,6 +81,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def pruner_options() -> dict:
+    """``hydra/sweeper/pruner`` options as the sweeper stores them: {name: config node}."""
+    import hydra_plugins.lstm_ae_optuna_sweeper  # noqa: F401  (stores the options)
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    return {o[: -len(".yaml")]: store.load(f"hydra/sweeper/pruner/{o}").node for o in store.list("hydra/sweeper/pruner")}
+
+
 def default_pruner() -> str:
     """toy_optuna's own pruner as a spec, read from its config (no second copy of its settings)."""
     from hydra import compose, initialize_config_dir
@@ -91,8 +100,7 @@ def default_pruner() -> str:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("toy", ["hparams_search=toy_optuna"], return_hydra_config=True)
     pruner = cfg.hydra.sweeper.pruner
-    name = {"NopPruner": "none", "MedianPruner": "median", "SuccessiveHalvingPruner": "successive_halving",
-            "HyperbandPruner": "hyperband", "ThresholdPruner": "threshold"}[pruner._target_.rsplit(".", 1)[1]]
+    name = next(n for n, node in pruner_options().items() if node._target_ == pruner._target_)
     keys = ",".join(f"{k}={v}" for k, v in pruner.items() if k != "_target_" and v is not None)
     return f"{name}:{keys}" if keys else name
 
