@@ -71,6 +71,8 @@ def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
                 if not isinstance(exit_.code, (int, type(None))):
                     print(exit_.code, file=sys.stderr)
     finally:
+        for handler in set(logging.getLogger().handlers) - set(saved[2]):
+            handler.close()  # the run's console and log-file handlers
         sys.argv, logging.getLogger().handlers[:] = saved[0], saved[2]
         if saved[1] is None:
             os.environ.pop("HYDRA_FULL_ERROR")
