@@ -26,7 +26,6 @@ from hydra.utils import instantiate
 from bench.pruning import pruner_options
 
 
-
 def curves(sweep: Path, objective: str) -> List[pd.Series]:
     """Per job (in job order) its objective per epoch."""
     finished = [d for d in sweep.iterdir() if d.name.isdigit() and (d / "results.json").exists()]

@@ -59,26 +59,24 @@ def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
     Hydra's command line, exit status, console output), without a fresh interpreter's start-up.
     sys.argv, HYDRA_FULL_ERROR and the logging handlers are put back afterwards."""
     argv = [str(ROOT / script), *args]
-    saved = sys.argv, os.environ.get("HYDRA_FULL_ERROR"), logging.getLogger().handlers[:]
-    sys.argv, os.environ["HYDRA_FULL_ERROR"] = argv, "0"
+    handlers = logging.getLogger().handlers[:]
     out, err, code = io.StringIO(), io.StringIO(), 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                runpy.run_path(argv[0], run_name="__main__")
-            except SystemExit as exit_:  # as the interpreter does: a message goes to stderr, status 1
-                code = exit_.code if isinstance(exit_.code, int) or exit_.code is None else 1
-                if not isinstance(exit_.code, (int, type(None))):
-                    print(exit_.code, file=sys.stderr)
-    finally:
-        for handler in set(logging.getLogger().handlers) - set(saved[2]):
-            handler.close()  # the run's console and log-file handlers
-        sys.argv, logging.getLogger().handlers[:] = saved[0], saved[2]
-        if saved[1] is None:
-            os.environ.pop("HYDRA_FULL_ERROR")
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = saved[1]
-    return subprocess.CompletedProcess(argv, code or 0, out.getvalue(), err.getvalue())
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.setattr(sys, "argv", argv)
+        patch.setenv("HYDRA_FULL_ERROR", "0")
+        try:
+            runpy.run_path(argv[0], run_name="__main__")
+        except SystemExit as exit_:
+            if isinstance(exit_.code, (int, type(None))):
+                code = exit_.code or 0
+            else:  # as the interpreter does: the message goes to stderr, status 1
+                print(exit_.code, file=sys.stderr)
+                code = 1
+        finally:
+            for handler in set(logging.getLogger().handlers) - set(handlers):
+                handler.close()  # the run's console and log-file handlers
+            logging.getLogger().handlers[:] = handlers
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(autouse=True)
