@@ -325,6 +325,8 @@ class Trainer:
         steps = math.ceil(len(train) / cfg.batch_size)
         check_every = 1 if self.device.type == "cpu" else 25  # a check costs a host sync on a GPU
         totals: Dict[str, torch.Tensor] = {}
+        clipped = torch.zeros((), device=self.device)  # steps whose gradient norm exceeded grad_clip
+        norms = torch.zeros((), device=self.device)  # their gradient norms before clipping, summed
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress,
                    mininterval=0.5)
         for step in bar:
@@ -334,13 +336,18 @@ class Trainer:
             if (step + 1) % check_every == 0 or step + 1 == steps:  # stop before a bad step changes the weights
                 self._check_finite(f"training (step {step + 1} of {steps})", parts["loss"].item(), epoch, opt)
             if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                clipped += norm > cfg.grad_clip
+                norms += norm
             opt.step()
             if per_batch_sched is not None:
                 per_batch_sched.step()
             for k, v in parts.items():  # summed on the device: no host synchronisation per step
                 totals[k] = totals.get(k, 0.0) + v.detach() * len(batch)
-        return {k: v.item() / len(train) for k, v in totals.items()}
+        means = {k: v.item() / len(train) for k, v in totals.items()}
+        if cfg.grad_clip is not None:  # metrics.csv: train_clip_fraction, train_grad_norm
+            means.update(clip_fraction=clipped.item() / steps, grad_norm=norms.item() / steps)
+        return means
 
     def _losses(self, model: nn.Module, task: Any, batch: Split) -> Dict[str, torch.Tensor]:
         with self.autocast():

@@ -84,6 +84,22 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     assert moved(1e-6) < 1e-5 < moved(None)
 
 
+def test_metrics_record_the_share_of_clipped_steps_and_the_gradient_norm(tmp_path):
+    # 40 sequences in batches of 8: 5 steps per epoch. The pre-clip norms of a fresh model are
+    # around 0.1: a threshold of 1e-6 clips every step, 1e6 none; null logs neither column.
+    def fit_clip(clip):
+        return fit(tmp_path / str(clip), epochs=2, grad_clip=clip, save_checkpoints=False)[1]
+
+    always, never, off = fit_clip(1e-6), fit_clip(1e6), fit_clip(None)
+    assert always["train_clip_fraction"].tolist() == [1.0, 1.0]
+    assert never["train_clip_fraction"].tolist() == [0.0, 0.0]
+    assert (never["train_grad_norm"] > 1e-6).all() and (never["train_grad_norm"] < 1e6).all()
+    assert "train_clip_fraction" not in off and "train_grad_norm" not in off
+    # the epoch's mean norm as the threshold clips some of its steps, not all
+    middle = fit_clip(float(never["train_grad_norm"].iloc[0]))
+    assert 0.0 < middle["train_clip_fraction"].iloc[0] < 1.0
+
+
 def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_epoch(tmp_path):
     class NanAtStep(Reconstruct):
         calls = 0
