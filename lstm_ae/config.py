@@ -209,6 +209,7 @@ class PredictTaskConfig:
     num_forecasts: int = 3  # test stocks in multistep.png
     num_examples: int = 3
     folds: Optional[int] = None
+    ar_order: Optional[int] = None  # the linear AR baseline's lags (fitted on the training windows); null: min(20, window)
 
 
 @dataclass
@@ -347,6 +348,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("task.class_weight", _non_negative, "a non-negative number"),
     ("task.pred_weight", _non_negative, "a non-negative number"),
     ("task.num_forecasts", _int_at_least(1), "a positive integer"),
+    ("task.ar_order", _optional(_int_at_least(1)), "a positive integer, or null for min(20, the window length)"),
     ("task.folds", _optional(_int_at_least(2)), "an integer >= 2, or null for a single split"),
     ("dataset.plot_symbols", lambda v: all(isinstance(x, str) and x for x in v), "a list of stock symbols"),
     ("dataset.stride", _optional(_int_at_least(1)), "a positive integer or null"),
@@ -374,7 +376,11 @@ def validate(cfg: DictConfig) -> None:
             ok = False
         if not ok:
             raise ConfigError(f"{key} must be {what}; got {value!r}")
-    ds = cfg.get("dataset")
+    ds, task = cfg.get("dataset"), cfg.get("task")
+    if task is not None and task.get("ar_order") is not None and ds is not None and ds.get("seq_len") is not None:
+        if task.ar_order > ds.seq_len:
+            raise ConfigError(f"task.ar_order must be <= dataset.seq_len ({ds.seq_len}: the window the AR "
+                              f"baseline reads); got {task.ar_order}")
     if ds is not None and "dip_min" in ds:
         lo, hi, w = ds.dip_min, ds.dip_max, ds.dip_half_width
         if not (1 <= lo - w and lo <= hi and hi + w <= ds.seq_len and w >= 0):

@@ -8,11 +8,15 @@ model's one-step head at the window's last position and scaled back with the sam
 - multi step: the first window is the first half of the sequence; each forecast is appended and
   the window shifted by one, so forecasts are fed back and the truth of the second half is never
   read;
-- persistence, the baseline: tomorrow = today (one step); the last seen price held flat (multi step).
+- persistence, the baseline: tomorrow = today (one step); the last seen price held flat (multi step);
+- a linear autoregression (:class:`LinearAR`), the second baseline: tomorrow's scaled price as a
+  least-squares linear function of the window's last ``order`` scaled prices, fitted on the
+  training windows only, forecasting one step and multi step exactly as the model does.
 """
 from __future__ import annotations
 
-from typing import Dict
+from dataclasses import dataclass
+from typing import Callable, Dict
 
 import torch
 
@@ -27,19 +31,59 @@ def next_value(predict: Predictor, windows: torch.Tensor) -> torch.Tensor:
     return (pred.double() * span.squeeze(1) + lo.squeeze(1)).to(windows.dtype)
 
 
-def one_step(predict: Predictor, series: torch.Tensor, context: int) -> torch.Tensor:
+NextValue = Callable[[torch.Tensor], torch.Tensor]  # (N, C) price windows -> (N,) the next day's prices
+
+
+@dataclass
+class LinearAR:
+    """x_{t+1} = bias + weights . (x_{t-order+1} .. x_t), all in the window's own min-max scale.
+
+    Fitted by least squares on training windows (already scaled, with their next values in the
+    same scale): the data and scaling the model learns from, so the comparison is like for like.
+    """
+
+    weights: torch.Tensor  # (order,), oldest day first
+    bias: float
+
+    @property
+    def order(self) -> int:
+        return len(self.weights)
+
+    @classmethod
+    def fit(cls, windows: torch.Tensor, targets: torch.Tensor, order: int) -> "LinearAR":
+        """windows: (N, C) scaled values; targets: (N,) the day after each window, same scale."""
+        if not 1 <= order <= windows.shape[1]:
+            raise ValueError(f"order {order} must be in 1 .. {windows.shape[1]} (the window length)")
+        lags = windows[:, -order:].double()
+        design = torch.cat([lags, torch.ones(len(lags), 1, dtype=lags.dtype)], dim=1)
+        solution = torch.linalg.lstsq(design, targets.double().unsqueeze(1), driver="gelsd").solution[:, 0]
+        return cls(weights=solution[:-1], bias=float(solution[-1]))
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        """The forecast of the day after each window: (N, C) prices -> (N,) prices."""
+        scaled, lo, span = scale_windows(windows.double())
+        pred = scaled[:, -self.order :] @ self.weights + self.bias
+        return (pred * span.squeeze(1) + lo.squeeze(1)).to(windows.dtype)
+
+
+def model_next_value(predict: Predictor) -> NextValue:
+    """The model's one-step forecaster as a function of price windows."""
+    return lambda windows: next_value(predict, windows)
+
+
+def one_step(forecaster: NextValue, series: torch.Tensor, context: int) -> torch.Tensor:
     """Forecasts of days context+1 .. T of each series (N, T), each from the true days before it."""
     n, days = series.shape
     windows = series.unfold(1, context, 1)[:, : days - context]  # (N, T-C, C): window k ends on day C+k-1
-    return next_value(predict, windows.reshape(-1, context)).reshape(n, days - context)
+    return forecaster(windows.reshape(-1, context)).reshape(n, days - context)
 
 
-def multi_step(predict: Predictor, series: torch.Tensor, context: int) -> torch.Tensor:
+def multi_step(forecaster: NextValue, series: torch.Tensor, context: int) -> torch.Tensor:
     """Forecasts of days context+1 .. T, each made from the window holding the forecasts before it."""
     window = series[:, :context].clone()
     preds = []
     for _ in range(series.shape[1] - context):
-        nxt = next_value(predict, window)
+        nxt = forecaster(window)
         preds.append(nxt)
         window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
     return torch.stack(preds, dim=1)

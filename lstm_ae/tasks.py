@@ -172,6 +172,9 @@ def _last_of_each(groups: List[int], n: int) -> List[int]:
     return [last[g] for g in order[::step][:n]]
 
 
+DEFAULT_AR_ORDER = 20  # lags of the linear AR baseline unless task.ar_order says
+
+
 def _next_values(split: Split) -> torch.Tensor:
     """The one-step targets x_2..x_{T+1} of each window: its own days shifted by one, then the next value."""
     return torch.cat([split.x[:, 1:], split.next_value.view(len(split), 1, -1)], dim=1)
@@ -191,9 +194,10 @@ class Predict(Reconstruct):
     needs_next = True
 
     def __init__(self, recon_weight: float = 1.0, pred_weight: float = 1.0, num_reconstructions: int = 3,
-                 num_forecasts: int = 3, num_examples: int = 3, folds: Optional[int] = None) -> None:
+                 num_forecasts: int = 3, num_examples: int = 3, folds: Optional[int] = None, ar_order: Optional[int] = None) -> None:
         super().__init__(num_examples, num_reconstructions, folds)
         self.recon_weight, self.pred_weight, self.num_forecasts = recon_weight, pred_weight, num_forecasts
+        self.ar_order = ar_order
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
         mse = F.mse_loss(out.reconstruction, batch.x)
@@ -204,26 +208,41 @@ class Predict(Reconstruct):
         return {"loss": loss, "mse": mse, "pred_mse": pred_mse, "next_mse": next_mse}
 
     def baseline(self, splits: Splits) -> Dict[str, float]:
-        """Persistence on the test windows (x~_{t+1} = x_t) and on the forecast blocks."""
+        """Persistence (x~_{t+1} = x_t) and a linear AR fitted on the training windows, on the test
+        windows (``baseline_test_[ar_]next_mse``) and on the forecast blocks."""
         x, target = splits.test.x, _next_values(splits.test)
+        ar = self.linear_ar(splits)
+        ar_next = splits.test.x[:, -ar.order :, 0].double() @ ar.weights + ar.bias
         results = {
             **super().baseline(splits),
             "baseline_test_pred_mse": F.mse_loss(x, target).item(),
             "baseline_test_next_mse": F.mse_loss(x[:, -1], target[:, -1]).item(),
+            "baseline_test_ar_next_mse": F.mse_loss(ar_next, target[:, -1, 0].double()).item(),
         }
         if splits.series is not None:
             blocks, context, _ = forecast_blocks(splits)
             errors = forecast.errors(blocks, context, forecast.persistence(blocks, context))
             results.update({f"baseline_test_{name}": value for name, value in errors.items()})
+            ar_forecasts = {"onestep": forecast.one_step(ar, blocks, context),
+                            "multistep": forecast.multi_step(ar, blocks, context)}
+            results.update({f"baseline_test_ar_{name}": value
+                            for name, value in forecast.errors(blocks, context, ar_forecasts).items()})
         return results
+
+    def linear_ar(self, splits: Splits) -> forecast.LinearAR:
+        """The linear baseline: AR(``ar_order``; None: min(20, window)) fitted on the training windows only,
+        scaled as the model sees them."""
+        order = self.ar_order if self.ar_order is not None else min(DEFAULT_AR_ORDER, splits.seq_len)
+        return forecast.LinearAR.fit(splits.train.x[..., 0], splits.train.next_value[:, 0], order)
 
     def test(self, splits: Splits, predict: Predictor) -> TestResult:
         result = super().test(splits, predict)
         if splits.series is None:
             return result
         blocks, context, _ = forecast_blocks(splits)
-        result.forecasts = {"onestep": forecast.one_step(predict, blocks, context),
-                            "multistep": forecast.multi_step(predict, blocks, context)}
+        model = forecast.model_next_value(predict)
+        result.forecasts = {"onestep": forecast.one_step(model, blocks, context),
+                            "multistep": forecast.multi_step(model, blocks, context)}
         for name, value in forecast.errors(blocks, context, result.forecasts).items():
             result.metrics[f"test_{name}"] = value
         result.metrics.update(forecast_blocks=len(blocks), forecast_context_days=context)

@@ -9,9 +9,11 @@ import torch
 from lstm_ae import forecast
 from lstm_ae.data import group_folds
 from lstm_ae.data.sp500 import load_sp500, scale_windows
+from lstm_ae.config import validate
 from lstm_ae.errors import ConfigError, DataError
 from lstm_ae.experiment import train_and_test
 from lstm_ae.model import AEOutput, LSTMAutoencoder
+from lstm_ae.tasks import Predict
 from tests.conftest import CPU, DAYS, SHARED_DATA, STOCKS, compose_cfg, make_csv
 
 
@@ -145,15 +147,53 @@ def test_multi_step_feeds_back_its_own_forecasts():
     context = 4
     blind = series.clone()
     blind[:, context:] = float("nan")  # the second half is never read
-    multi = forecast.multi_step(window_max, blind, context)
+    model = forecast.model_next_value(window_max)
+    multi = forecast.multi_step(model, blind, context)
     assert torch.allclose(multi, torch.full((1, 4), 5.0))  # max of [1,3,2,5], then of windows of forecasts
-    one = forecast.one_step(window_max, series, context)
+    one = forecast.one_step(model, series, context)
     assert torch.allclose(one, torch.tensor([[5.0, 5.0, 6.0, 6.0]]))  # max of each true window
     base = forecast.persistence(series, context)
     assert base["onestep"].tolist() == [[5.0, 4.0, 6.0, 1.0]] and base["multistep"].tolist() == [[5.0] * 4]
     err = forecast.errors(series, context, {"multistep": multi})
     assert err["multistep_mse_usd"] == pytest.approx(np.mean([1, 1, 16, 25]))
     assert err["multistep_mse"] == pytest.approx(np.mean([1, 1, 16, 25]) / 16)  # span of the first half: 4
+
+
+def test_linear_ar_recovers_a_linear_rule_in_window_units():
+    g = torch.Generator().manual_seed(0)
+    windows = torch.rand(300, 6, generator=g)
+    windows[:, 0], windows[:, 1] = 0.0, 1.0  # scaled windows span [0, 1], as the data's do
+    targets = 0.1 + 0.3 * windows[:, -2] + 0.5 * windows[:, -1]
+    ar = forecast.LinearAR.fit(windows, targets, order=2)
+    assert ar.order == 2 and ar.weights.tolist() == pytest.approx([0.3, 0.5]) and ar.bias == pytest.approx(0.1)
+    # in prices: each window scaled by its own min and max, forecast, scaled back
+    prices = 50.0 + 20.0 * windows[:4].double()
+    assert ar(prices).tolist() == pytest.approx((50.0 + 20.0 * targets[:4].double()).tolist())
+    # one step and multi step go through the same forecaster as the model's
+    series = torch.cat([prices, prices], dim=1)
+    assert forecast.one_step(ar, series, 6)[:, 0].tolist() == pytest.approx(ar(prices).tolist())
+    assert forecast.multi_step(ar, series, 6)[:, 0].tolist() == pytest.approx(ar(prices).tolist())
+    with pytest.raises(ValueError, match="order 7 must be in 1 .. 6"):
+        forecast.LinearAR.fit(windows, targets, order=7)
+
+
+def test_the_ar_baseline_is_fitted_on_training_windows_only(csv):
+    splits = load_sp500(path=str(csv), seq_len=10)
+    task = Predict(ar_order=3)
+    base = task.baseline(splits)
+    assert {"baseline_test_ar_next_mse", "baseline_test_ar_onestep_mse_usd", "baseline_test_ar_multistep_mse_usd"} <= set(base)
+    weights = task.linear_ar(splits).weights.clone()
+    splits.test.x.mul_(0.5)  # the test windows do not enter the fit
+    assert torch.equal(task.linear_ar(splits).weights, weights)
+    splits.train.x.mul_(0.5)
+    assert not torch.equal(task.linear_ar(splits).weights, weights)
+    assert Predict().linear_ar(splits).order == 10  # task.ar_order null: min(20, the window length)
+
+
+def test_ar_order_longer_than_the_window_is_refused():
+    with pytest.raises(ConfigError, match=r"task.ar_order must be <= dataset.seq_len \(10"):
+        validate(compose_cfg("snp500", ["task=predict", "dataset.seq_len=10", "task.ar_order=11"]))
+    validate(compose_cfg("snp500", ["task=predict", "dataset.seq_len=10", "task.ar_order=10"]))
 
 
 def test_scale_windows_keeps_flat_windows_finite():
@@ -185,7 +225,8 @@ def test_predict_run(csv, tmp_path):
     for name in ["training_loss.png", "prediction_loss.png", "multistep.png", "reconstructions.png"]:
         assert (tmp_path / name).stat().st_size > 10_000, name
     assert not (tmp_path / "daily_high.png").exists()  # no symbols, no overview
-    for key in ["test_onestep_mse", "test_multistep_mse", "baseline_test_onestep_mse", "baseline_test_multistep_mse"]:
+    for key in ["test_onestep_mse", "test_multistep_mse", "baseline_test_onestep_mse", "baseline_test_multistep_mse",
+                "baseline_test_ar_onestep_mse", "baseline_test_ar_multistep_mse"]:
         assert res[key] >= 0 and res[f"{key}_usd"] >= 0, key
     assert res["objective"] == "val_pred_mse" and res["forecast_context_days"] == 10
     assert res["forecast_blocks"] == 3 * 2  # 3 test stocks (20 % of 13) x 2 blocks of 20 days in 41
