@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SCALE_STAMP := $(VENV)/.installed-scale
 
-.PHONY: help venv run test grid optuna reproduce reproduce-smoke report bench clean
+.PHONY: help venv run test test-scale grid optuna reproduce reproduce-smoke report bench clean
 help:
 	@echo "make run     train the default toy model (creates $(VENV) if missing)"
 	@echo "make test    run the test suite (creates $(VENV) if missing)"
+	@echo "make test-scale  the engine tests: a Ray cluster, submitit (installs their extras)"
 	@echo "make grid    the toy grid search (hparams_search=toy_grid)"
 	@echo "make optuna  the toy Optuna search (hparams_search=toy_optuna)"
 	@echo "make reproduce        every experiment of the assignment, default settings (hours on 2 cores)"
@@ -20,8 +22,8 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@# extras the tests use: optuna-dashboard, Ray, TensorBoard (tests/test_{dashboard,ray,loggers}.py)
-	$(PY) -m pip install --quiet -e '.[dev,dashboard,ray,tensorboard]'
+	@# extras the tests use: optuna-dashboard, TensorBoard (tests/test_{dashboard,loggers}.py)
+	$(PY) -m pip install --quiet -e '.[dev,dashboard,tensorboard]'
 	@# hydra-optuna-sweeper (optuna<3) was a dependency before the project's own sweeper; left in an
 	@# old .venv it would register the same hydra/sweeper=optuna option
 	$(PY) -m pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true
@@ -33,9 +35,17 @@ run: $(STAMP)
 	$(PY) lstm_ae_toy.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n auto --dist loadgroup
+	$(PY) -m pytest -n auto --dist loadgroup -m "not scale"
 	@# the official hydra-optuna-sweeper's own test suite, run against the project's sweeper
 	cd upstream/hydra_optuna_sweeper && $(abspath $(PY)) -m pytest -n auto -p no:cacheprovider tests
+
+# the engine tests (pytest -m scale): a Ray cluster, submitit; with the extras they need
+$(SCALE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,ray,slurm]'
+	touch $@
+
+test-scale: $(SCALE_STAMP)
+	$(PY) -m pytest -n auto --dist loadgroup -m scale
 
 grid: $(STAMP)
 	$(PY) lstm_ae_toy.py -m hparams_search=toy_grid

@@ -19,6 +19,7 @@ from tests.conftest import TINY_TOY, run_script
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
                        reason="the optional Ray launcher is not installed (pip install -e '.[ray]')"),
+    pytest.mark.scale,  # make test-scale
     pytest.mark.xdist_group("ray"),  # one Ray at a time: each wants both cores and some default ports
 ]
 TINY = [*TINY_TOY, "trainer.epochs=1", "dataset.num_sequences=60", "model.hidden_size=4,8"]
