@@ -1,4 +1,6 @@
-"""Hydra callback: after a multirun, ``summary.csv`` in the sweep folder, best job first.
+"""Hydra callback: ``summary.csv`` in the sweep folder, best job first: after each job (the jobs
+that ended so far, written atomically: a killed sweep keeps the rows of its finished jobs) and
+after the multirun (every job folder).
 
 A sweep over ``trainer.seed`` as well (``-m ... trainer.seed=0,1,2``) repeats each configuration
 over those seeds: every row then also holds its configuration's ``<objective>_mean``,
@@ -8,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pandas as pd
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -37,8 +42,9 @@ class Pruned(Exception):
         self.epoch = epoch
 
 
-def collect(sweep_dir: Path) -> pd.DataFrame:
-    """One row per job folder under ``sweep_dir``: overrides, results.json metrics, folder."""
+def collect(sweep_dir: Path, ended_only: bool = False) -> pd.DataFrame:
+    """One row per job folder under ``sweep_dir``: overrides, results.json metrics, folder.
+    ``ended_only``: only jobs that ended (results, pruned or error.txt), not those still running."""
     rows: List[Dict[str, Any]] = []
     keys: List[str] = []  # the override keys, in order of appearance
     for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
@@ -56,6 +62,8 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         elif results_file.exists():
             row["status"] = "completed"
             row.update(json.loads(results_file.read_text()))
+        elif ended_only and not (job_dir / "error.txt").exists():
+            continue
         else:
             row["status"] = "failed"
             error_file = job_dir / "error.txt"
@@ -93,8 +101,22 @@ def _seed_statistics(df: pd.DataFrame, objective: str, config: List[str]) -> pd.
                         "seeds": key.map(grouped.count())})
 
 
+def write_summary(df: pd.DataFrame, path: Path) -> None:
+    """``df`` to ``path`` atomically (a temporary file renamed): readers and parallel jobs never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
 class SweepSummary(Callback):
-    """Writes ``<sweep dir>/summary.csv`` and prints the best job (best validation objective)."""
+    """Writes ``<sweep dir>/summary.csv`` after each job and the multirun; prints the best job at the end."""
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            sweep_dir = Path(config.hydra.sweep.dir)
+            df = collect(sweep_dir, ended_only=True)
+            if not df.empty:
+                write_summary(df, sweep_dir / "summary.csv")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -103,7 +125,7 @@ class SweepSummary(Callback):
             log.warning("no job folders found in %s; no summary written", sweep_dir)
             return
         path = sweep_dir / "summary.csv"
-        df.to_csv(path, index=False)
+        write_summary(df, path)
         done = df[df["status"] == "completed"]
         if done.empty:
             log.warning("no job completed; summary in %s", path)

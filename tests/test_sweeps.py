@@ -204,6 +204,8 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     done = (sweep / "0" / "results.json").stat().st_mtime_ns
     cut = torch.load(sweep / "1" / "checkpoints" / "last.pt", weights_only=False)["epoch"]
     assert not (sweep / "1" / "results.json").exists() and cut < 8
+    killed = pd.read_csv(sweep / "summary.csv")  # written after each job: the finished job's row outlived the kill
+    assert killed["job"].tolist() == [0] and killed["status"].tolist() == ["completed"]
     rerun = run_in_process("lstm_ae_toy.py", *args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (sweep / "0" / "results.json").stat().st_mtime_ns == done  # not trained again
