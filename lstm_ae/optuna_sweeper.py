@@ -31,7 +31,9 @@ import math
 import os
 import socket
 import statistics
+import threading
 import time
+import warnings
 from pathlib import Path
 import functools
 from typing import Any, Callable, List, Optional
@@ -65,25 +67,48 @@ def _alive(worker: str) -> bool:
     return True
 
 
+def interrupted(trial: Any) -> bool:
+    """A trial that did not run to its end: failed without a job error (a job's failure is stored as
+    ``error``): its worker died (:func:`fail_interrupted`, or Optuna after its heartbeat stopped),
+    or it was a ``surplus`` trial. Such trials do not count towards n_trials."""
+    return trial.state == TrialState.FAIL and (trial.user_attrs.get("interrupted") or "error" not in trial.user_attrs)
+
+
 def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
-    """Mark RUNNING trials whose worker process on this host is gone as FAIL (``interrupted``)."""
-    n = 0
+    """Mark RUNNING trials whose worker is gone as FAIL (:func:`interrupted`): its process on this
+    host has ended, or (a database storage with heartbeats) its heartbeat stopped. Returns how many."""
+    before = sum(map(interrupted, study.get_trials(deepcopy=False)))
+    if heartbeats(storage):
+        optuna.storages.fail_stale_trials(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
         if worker and worker != WORKER and not _alive(worker):
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_user_attr(trial_id, "interrupted", True)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            n += 1
-    return n
+            try:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker failed it first
+    return sum(map(interrupted, study.get_trials(deepcopy=False))) - before
+
+
+def others_running(study: optuna.Study, storage: Any) -> bool:
+    """Whether other workers run trials that may yet be interrupted and need replacing: on this
+    host (their process is watched) or anywhere when heartbeats are on."""
+    on_watch = heartbeats(storage)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        if worker != WORKER and (on_watch or worker.rpartition(":")[0] == socket.gethostname()):
+            return True
+    return False
 
 
 def counted(study: optuna.Study) -> int:
     """Trials that count towards n_trials: finished (not interrupted) or running."""
     return sum(
         1 for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.RUNNING or (t.state.is_finished() and not t.user_attrs.get("interrupted"))
+        if t.state == TrialState.RUNNING or (t.state.is_finished() and not interrupted(t))
     )
 
 
@@ -186,17 +211,91 @@ def pruning_callback(sweeper_cfg: Any, objective: str) -> Optional[Callable[...,
     return report
 
 
-def open_storage(url: Any) -> optuna.storages.BaseStorage:
+def open_storage(url: Any, heartbeat_interval: Optional[int] = None,
+                 grace_period: Optional[int] = None) -> optuna.storages.BaseStorage:
     """The study's storage: None (in memory), an SQLAlchemy URL (``sqlite:///...``,
-    ``postgresql://...``), or ``journal:<file>``: Optuna's JournalStorage in an append-only file,
-    for workers on machines that share a file system (its parent folder is created)."""
+    ``postgresql+psycopg://user@host/db``), or ``journal:<file>``: Optuna's JournalStorage in an
+    append-only file, for workers on machines that share a file system (its parent folder is
+    created). A database storage with ``heartbeat_interval`` (seconds) keeps a heartbeat per running
+    trial: one silent for ``grace_period`` (default 2 x the interval) is failed as interrupted."""
     if isinstance(url, str) and url.startswith(JOURNAL):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(url[len(JOURNAL):]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    if isinstance(url, str) and heartbeat_interval:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5 (since 2.9)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     return optuna.storages.get_storage(url)
+
+
+def shown(url: Any) -> str:
+    """The storage URL as logs and messages print it: a password in it masked."""
+    if isinstance(url, str) and "://" in url and not url.startswith(JOURNAL):
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return url.split("://")[0] + "://..."
+    return str(url)
+
+
+def refuse_password(url: Any) -> None:
+    """A password written in the storage URL would reach the logs and every run folder's
+    ``.hydra/hydra.yaml``: refused, with where it goes instead."""
+    if not (isinstance(url, str) and "://" in url):
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        raise SystemExit(f"hydra.sweeper.storage={url.split('://')[0]}://...: not a database URL; "
+                         "e.g. sqlite:///study.db, postgresql+psycopg://user@host:5432/db or journal:<file>") from None
+    if password:
+        raise SystemExit(f"hydra.sweeper.storage={shown(url)}: holds a password, which would be written to the "
+                         "logs and every run folder's .hydra/ files; remove it from the URL and give it in "
+                         "PGPASSWORD or ~/.pgpass (PostgreSQL) or the driver's option file (MySQL)")
+
+
+def heartbeats(storage: Any) -> bool:
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    return isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
+
+
+class Heartbeat:
+    """While a batch runs, records a heartbeat for each of its trials every ``interval`` seconds."""
+
+    def __init__(self, storage: Any, trials: list) -> None:
+        self.storage, self.trials, self.stop = storage, trials, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeat")
+
+    def _beat(self) -> None:
+        interval = self.storage.get_heartbeat_interval()
+        while True:
+            for trial in self.trials:
+                try:
+                    self.storage.record_heartbeat(trial._trial_id)
+                except Exception as err:  # noqa: BLE001 - a missed beat is retried; the sweep goes on
+                    log.warning("heartbeat of trial %d not recorded: %s", trial.number, err)
+            if self.stop.wait(interval):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        if heartbeats(self.storage):
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
@@ -215,8 +314,11 @@ class TotalTrialsSweep:
 
     def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
                  params: Any = None, custom_search_space: Any = None, pruner: Any = None,
-                 max_failure_rate: float = 1.0, seeds: Any = None, seed_key: str = "trainer.seed") -> None:
+                 max_failure_rate: float = 1.0, seeds: Any = None, seed_key: str = "trainer.seed",
+                 heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> None:
+        refuse_password(storage)
         self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.pruner, self.max_failure_rate = pruner, max_failure_rate
         self.seeds, self.seed_key = list(seeds or []), seed_key
         self.n_trials, self.n_jobs, self.params, self.job_idx = n_trials, n_jobs, params or {}, 0
@@ -257,31 +359,40 @@ class TotalTrialsSweep:
         up its tables (one gets an IntegrityError from SQLAlchemy): the loser waits and retries."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        url = self.storage
+        url, key = self.storage, f"hydra.sweeper.storage={shown(self.storage)}"
+        server = isinstance(url, str) and not url.startswith(("sqlite", JOURNAL))
         for attempt in range(attempts):
             try:
-                storage = open_storage(url)
+                storage = open_storage(url, self.heartbeat_interval, self.grace_period)
                 study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
                                             pruner=self.pruner, directions=self.directions, load_if_exists=True)
+            except ImportError as err:  # the URL's database driver
+                extra = " (pip install -e '.[postgres]')" if "psycopg" in str(err) else ""
+                raise SystemExit(f"{key}: its database driver is not installed ({err}){extra}") from None
             except OSError as err:  # a journal file that cannot be created or written
-                raise SystemExit(f"hydra.sweeper.storage={url}: cannot write the journal file ({err.strerror or err}); "
+                raise SystemExit(f"{key}: cannot write the journal file ({err.strerror or err}); "
                                  "choose a writable path") from None
             except RuntimeError as err:
                 if "storage upgrade" not in str(err):
                     raise
-                raise SystemExit(f"{url}: the study database was written by an older optuna ({err}); "
-                                 f"upgrade it once (one-way) with: optuna storage upgrade --storage {url}") from None
+                raise SystemExit(f"{shown(url)}: the study database was written by an older optuna ({err}); "
+                                 f"upgrade it once (one-way) with: optuna storage upgrade --storage {shown(url)}") from None
             except SQLAlchemyError as err:
-                if attempt == attempts - 1:
-                    first = str(err).splitlines()[0][:200]
-                    raise SystemExit(f"hydra.sweeper.storage={url}: cannot open the study database ({first}); "
-                                     "check the URL, that its folder exists and is writable") from None
+                # a server that refuses the login or cannot be reached answers the same way each time
+                refused = server and any(w in str(err) for w in ("authentication", "Connection refused", "could not",
+                                                                 "does not exist", "timeout", "resolve"))
+                if attempt == attempts - 1 or refused:
+                    first = " ".join(str(getattr(err, "orig", None) or err).split())[:300]
+                    fix = ("check the host and port, that the server runs and the user, database and password "
+                           "(PGPASSWORD or ~/.pgpass; never in the URL)") if server else \
+                        "check the URL, that its folder exists and is writable"
+                    raise SystemExit(f"{key}: cannot open the study database ({first}); {fix}") from None
                 log.info("storage busy (%s); retrying", type(err).__name__)
                 time.sleep(0.5 * (attempt + 1))
                 continue
             have = [d.name.lower() for d in study.directions]
             if have != [d.lower() for d in self.directions]:
-                raise SystemExit(f"study {study.study_name!r} in {url} was created to {'/'.join(have)}, but "
+                raise SystemExit(f"study {study.study_name!r} in {shown(url)} was created to {'/'.join(have)}, but "
                                  f"hydra.sweeper.direction={'/'.join(self.directions)}; use the study's direction "
                                  "or another hydra.sweeper.study_name")
             return study, storage
@@ -309,6 +420,22 @@ class TotalTrialsSweep:
         tell(study, trial, [statistics.fmean(v) for v in zip(*values)])
         return None
 
+    def _drop_surplus(self, study: optuna.Study, trials: list) -> list:
+        """Workers that count at the same moment may together ask for more than n_trials: the first
+        n_trials counted trials (by number) run; a later one is failed at once as ``surplus``."""
+        keep = []
+        for trial in trials:
+            ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and (
+                t.state == TrialState.RUNNING or (t.state.is_finished() and not interrupted(t))))
+            if ahead < self.n_trials:
+                keep.append(trial)
+                continue
+            trial.set_user_attr("surplus", True)
+            tell(study, trial, state=TrialState.FAIL)
+            log.info("trial %d not run: another worker asked for the last of n_trials=%d at the same time",
+                     trial.number, self.n_trials)
+        return keep
+
     def sweep(self, arguments: List[str]) -> None:
         assert self.config is not None and self.launcher is not None
         space, fixed_params, removed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
@@ -320,18 +447,28 @@ class TotalTrialsSweep:
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         study, storage = self._open_study()
         stale = fail_interrupted(study, storage)
-        log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, self.storage,
+        log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, shown(self.storage),
                  counted(study), self.n_trials, f"; {stale} interrupted trial(s) marked failed" if stale else "")
         per_trial = max(1, len(self.seeds))
         while True:
+            if stale := fail_interrupted(study, storage):  # another worker died: its trials are run again
+                log.info("%d interrupted trial(s) of other workers marked failed; they will be replaced", stale)
             todo = min(self.n_jobs, self.n_trials - counted(study))
             if todo <= 0:
-                break
-            trials = [study.ask() for _ in range(todo)]
+                if not others_running(study, storage):
+                    break
+                time.sleep(min(5.0, self.heartbeat_interval or 5.0))  # until they finish or turn out to be dead
+                continue
+            with warnings.catch_warnings():  # the heartbeats are recorded by this loop (Heartbeat), not by optimize
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+                trials = [study.ask() for _ in range(todo)]
             for trial in trials:
                 trial.set_user_attr("worker", WORKER)
+            if not (trials := self._drop_surplus(study, trials)):
+                continue
             overrides = self._configure_trials(trials, space, fixed_params, removed)
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            with Heartbeat(storage, trials):
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             failures = [err for i, trial in enumerate(trials)
                         if (err := self._tell(study, trial, returns[i * per_trial:(i + 1) * per_trial]))]

@@ -98,14 +98,14 @@ def test_two_workers_share_one_optuna_study(tmp_path, kind):
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
     study = optuna.load_study(study_name="toy_optuna", storage=open_storage(url))
-    n = len(study.trials)
-    assert 6 <= n <= 7  # a worker asks only for missing trials; a race may add one
-    assert sorted(t.number for t in study.trials) == list(range(n))
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == n  # own seeds: no repeats
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 6  # exactly n_trials: a worker asks only for missing trials ...
+    surplus = [t for t in study.trials if t.user_attrs.get("surplus")]  # ... and drops one asked in a race
+    assert len(study.trials) == 6 + len(surplus) and all(t.state == optuna.trial.TrialState.FAIL for t in surplus)
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 6  # own seeds: no repeats
     folders = sorted((tmp_path / "multirun" / "toy" / "reconstruct").iterdir())
     assert len(folders) == 2 and {f.name.rsplit("_", 1)[1] for f in folders} == {str(p.pid) for p in procs}
-    assert sum(len(pd.read_csv(f / "summary.csv")) for f in folders) == n  # no job folder shared or lost
+    assert sum(len(pd.read_csv(f / "summary.csv")) for f in folders) == 6  # no job folder shared or lost
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
@@ -412,3 +412,37 @@ def test_pruned_trials_stop_at_once_and_are_recorded(tmp_path, launcher):
     for job in ("0", "1"):
         assert list(pd.read_csv(tmp_path / "sweep" / job / "metrics.csv")["epoch"]) == [1, 2]
         assert not (tmp_path / "sweep" / job / "results.json").exists()
+
+
+def test_workers_racing_for_the_last_trial_run_it_once():
+    from lstm_ae.optuna_sweeper import TotalTrialsSweep, counted, interrupted
+
+    study = optuna.create_study()
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    sweep = TotalTrialsSweep(sampler=None, direction="minimize", storage=None, study_name=None, n_trials=4, n_jobs=1)
+    first, second = study.ask(), study.ask()  # two workers counted 3 of 4 and asked at once
+    assert sweep._drop_surplus(study, [second]) == [] and sweep._drop_surplus(study, [first]) == [first]
+    late = study.trials[second.number]
+    assert late.state == optuna.trial.TrialState.FAIL and late.user_attrs["surplus"] and interrupted(late)
+    assert counted(study) == 4
+
+
+def test_a_worker_whose_heartbeat_stopped_has_its_trial_replaced(tmp_path):
+    """A trial of a worker on another machine (no process to watch) is failed as interrupted once its
+    heartbeat is older than grace_period; it no longer counts towards n_trials."""
+    from lstm_ae.optuna_sweeper import Heartbeat, counted, fail_interrupted, interrupted, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, study_name="hb")
+    alive, dead = study.ask(), study.ask()
+    for trial in (alive, dead):
+        trial.set_user_attr("worker", "elsewhere:1")
+    with Heartbeat(storage, [dead]):  # beats once at the start, then the "machine" is gone
+        pass
+    with Heartbeat(storage, [alive]):  # this one keeps beating
+        time.sleep(3.2)
+        assert fail_interrupted(study, storage) == 1
+    states = {t.number: t for t in study.trials}
+    assert interrupted(states[dead.number]) and states[alive.number].state == optuna.trial.TrialState.RUNNING
+    assert counted(study) == 1

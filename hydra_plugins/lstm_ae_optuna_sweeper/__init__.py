@@ -111,6 +111,10 @@ class OptunaSweeperConf:
     custom_search_space: Optional[str] = None
     seeds: Optional[List[int]] = None  # run each trial once per seed; the study gets the mean
     seed_key: str = "trainer.seed"  # the override that sets a job's seed
+    # database storages: each running trial's heartbeat every heartbeat_interval seconds; a trial
+    # silent for grace_period (null: 2 x the interval) is failed as interrupted and replaced
+    heartbeat_interval: Optional[int] = 60
+    grace_period: Optional[int] = None
 
 
 cs = ConfigStore.instance()
