@@ -10,7 +10,7 @@ SCALE_STAMP := $(VENV)/.installed-scale
 help:
 	@echo "make run     train the default toy model (creates $(VENV) if missing)"
 	@echo "make test    run the test suite (creates $(VENV) if missing)"
-	@echo "make test-scale  the engine tests: a Ray cluster, submitit (installs their extras)"
+	@echo "make test-scale  the engine tests: a Ray cluster, submitit, PostgreSQL (installs their extras)"
 	@echo "make grid    the toy grid search (hparams_search=toy_grid)"
 	@echo "make optuna  the toy Optuna search (hparams_search=toy_optuna)"
 	@echo "make reproduce        every experiment of the assignment, default settings (hours on 2 cores)"
@@ -39,9 +39,9 @@ test: $(STAMP)
 	@# the official hydra-optuna-sweeper's own test suite, run against the project's sweeper
 	cd upstream/hydra_optuna_sweeper && $(abspath $(PY)) -m pytest -n auto -p no:cacheprovider tests
 
-# the engine tests (pytest -m scale): a Ray cluster, submitit; with the extras they need
+# the engine tests (pytest -m scale): a Ray cluster, submitit, PostgreSQL; with the extras they need
 $(SCALE_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,ray,slurm]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,slurm,postgres,scale-test]'
 	touch $@
 
 test-scale: $(SCALE_STAMP)

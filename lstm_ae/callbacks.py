@@ -11,13 +11,17 @@ from omegaconf import DictConfig
 
 
 def check_writable(folder: str, key: str) -> None:
-    """Exit with status 2 and one line when ``folder`` cannot be created or written."""
-    path = Path(folder)
+    """Exit with status 2 and one line when ``folder`` cannot be created or written. Folders made
+    for the test are removed again: a run that stops before its first job leaves nothing behind."""
+    path = Path(folder).absolute()
+    made = [p for p in [path, *path.parents] if not p.exists()]
     probe = path / f".write-test-{uuid.uuid4().hex}"
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
+        for p in made:  # deepest first
+            p.rmdir()
     except OSError as err:
         print(f"Error: cannot write the output folder {path} ({err.strerror or err}); "
               f"choose another with {key}=<folder>", file=sys.stderr)
