@@ -50,6 +50,13 @@ def build(cfg: DictConfig, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def multirun_job() -> Optional[int]:
+    """This job's number in a multirun (Hydra's ``hydra.job.num``); None in a single run."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return HydraConfig.get().job.num
+    return None
+
+
 def run_dir_from_hydra() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
@@ -160,7 +167,7 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any, callbacks
     ``tag`` is saved in the checkpoints (the config's fingerprint)."""
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg, splits, task)
-    trainer = Trainer(run_dir, cfg.trainer)
+    trainer = Trainer(run_dir, cfg.trainer, job=multirun_job())
     log.info(
         "data: %d/%d/%d sequences of %d steps x %d; model: %d parameters; device %s",
         len(splits.train), len(splits.val), len(splits.test), splits.seq_len, splits.num_features,

@@ -62,12 +62,17 @@ def configure_torch(num_threads: Optional[int]) -> None:
     torch.set_flush_denormal(True)
 
 
-def resolve_device(device: Device | str) -> torch.device:
+def resolve_device(device: Device | str, job: Optional[int] = None) -> torch.device:
+    """``trainer.device`` as a torch device. ``job``: the job's number in a multirun; with several
+    visible GPUs, job k gets GPU k mod their count, so parallel jobs (joblib) spread over the GPUs.
+    (An engine that hands each job its own GPU, e.g. Ray with ``num_gpus: 1``, leaves one visible.)"""
     name = getattr(device, "value", device)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device=cuda but no CUDA GPU is visible; use trainer.device=auto or cpu")
+    if name == "cuda" and job is not None and (count := torch.cuda.device_count()) > 1:
+        return torch.device("cuda", job % count)
     return torch.device(name)
 
 
@@ -219,9 +224,9 @@ class MetricsFile:
 class Trainer:
     """Trains a model into ``run_dir`` with the settings of the ``trainer`` config group."""
 
-    def __init__(self, run_dir: Path | str, cfg: TrainerConfig | Any) -> None:
+    def __init__(self, run_dir: Path | str, cfg: TrainerConfig | Any, job: Optional[int] = None) -> None:
         self.run_dir, self.cfg = Path(run_dir), cfg
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, job)  # job: a multirun job's number (one GPU per parallel job)
         self.precision = Precision(getattr(cfg.precision, "value", cfg.precision))
 
     # --------------------------------------------------------------- evaluation

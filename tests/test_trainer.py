@@ -220,3 +220,35 @@ def test_training_and_prediction_on_cuda(tmp_path):
     out = trainer.predict(model, torch.rand(3, 50, 1))  # inputs on the CPU: outputs come back there, in fp32
     assert out.reconstruction.device.type == "cpu" and out.reconstruction.dtype == torch.float32
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["rng"]["cuda"] is not None
+
+
+@pytest.mark.parametrize("gpus, job, expected", [
+    (4, 5, "cuda:1"), (4, 0, "cuda:0"), (4, None, "cuda"),  # a single run: the current GPU
+    (1, 5, "cuda"),  # one visible GPU (or the engine gave this job its own): that one
+])
+def test_parallel_jobs_get_one_gpu_each(monkeypatch, gpus, job, expected):
+    from lstm_ae.trainer import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert str(resolve_device("auto", job)) == expected and str(resolve_device("cuda", job)) == expected
+    assert str(resolve_device("cpu", job)) == "cpu"
+
+
+def test_a_multirun_job_passes_its_number_to_the_trainer(tmp_path, monkeypatch):
+    """In a multirun the experiment hands the trainer hydra.job.num; in a single run nothing."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lstm_ae.experiment import multirun_job
+
+    cfg = compose_cfg("toy", hydra=True)
+    assert multirun_job() is None  # no Hydra app
+    try:
+        for mode, expected in ((RunMode.MULTIRUN, 3), (RunMode.RUN, None)):
+            hydra_cfg = OmegaConf.merge(cfg.hydra, {"mode": mode, "job": {"num": 3}})
+            HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra_cfg}))
+            assert multirun_job() == expected
+    finally:
+        HydraConfig.instance().cfg = None
