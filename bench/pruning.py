@@ -1,6 +1,6 @@
 """The toy Optuna search with and without pruning: epochs trained, wall time, best validation MSE.
 
-    python -m bench.pruning                                   # the full search: 20 trials x 150 epochs
+    python -m bench.pruning                                   # the full search: toy_optuna's 20 trials
     python -m bench.pruning --trials 12 --epochs 40 dataset.num_sequences=2000   # a shorter one
     python -m bench.pruning --pruners none median successive_halving:min_resource=10,reduction_factor=3
 
@@ -36,7 +36,7 @@ def pruner_overrides(spec: str) -> List[str]:
     return [f"hydra/sweeper/pruner={name}"] + [f"hydra.sweeper.pruner.{kv}" for kv in keys.split(",") if kv]
 
 
-def search(folder: Path, spec: str, trials: int, epochs: int, overrides: List[str]) -> dict:
+def search(folder: Path, spec: str, trials: int, epochs: Optional[int], overrides: List[str]) -> dict:
     """One sweep into ``folder``; its epochs, wall time and study results."""
     import optuna
     import pandas as pd
@@ -44,7 +44,7 @@ def search(folder: Path, spec: str, trials: int, epochs: int, overrides: List[st
     folder.mkdir(parents=True)
     db = folder / "study.db"
     cmd = [sys.executable, str(ROOT / "lstm_ae_toy.py"), "-m", "hparams_search=toy_optuna", *pruner_overrides(spec),
-           f"hydra.sweeper.n_trials={trials}", f"trainer.epochs={epochs}", "trainer.num_threads=1",
+           f"hydra.sweeper.n_trials={trials}", *([f"trainer.epochs={epochs}"] if epochs else []), "trainer.num_threads=1",
            f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={folder / 'sweep'}", "trainer.progress=false",
            *overrides]
     t0 = time.perf_counter()
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example:\n  python -m bench.pruning --trials 12 --epochs 40 dataset.num_sequences=2000")
     p.add_argument("--trials", type=int, default=20, help="n_trials of each search (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=150, help="trainer.epochs of each trial (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="trainer.epochs of each trial (default: toy_optuna's)")
     p.add_argument("--pruners", nargs="+", default=["none", "default"], metavar="NAME[:KEY=VALUE,...]",
                    help="the searches: 'none' (the reference, always run), 'default' (toy_optuna's own "
                         "pruner) or a hydra/sweeper/pruner option with its keys (default: none default)")

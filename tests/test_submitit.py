@@ -33,3 +33,14 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     logs = sorted(p.name for p in (sweep / ".submitit").rglob("*_log.out"))
     results = sorted((sweep / ".submitit").rglob("*_result.pkl"))
     assert len(logs) == 2 and len(results) == 2, sorted(p.name for p in (sweep / ".submitit").rglob("*"))
+
+
+def test_the_slurm_launcher_config_composes_with_a_partition():
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("toy", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_task=1"],
+                      hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert (launcher.gpus_per_task, launcher.cpus_per_task, launcher.timeout_min, launcher.array_parallelism) == (1, 2, 120, 16)
+    assert launcher.submitit_folder.endswith("/.submitit/%j")
