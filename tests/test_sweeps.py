@@ -179,7 +179,7 @@ def test_a_finished_job_is_not_trained_again_and_another_config_is(tmp_path):
     stamp = (tmp_path / "results.json").stat().st_mtime_ns
     again = train_and_test(cfg, tmp_path, continue_job=True)
     assert again == first and (tmp_path / "results.json").stat().st_mtime_ns == stamp
-    other = train_and_test(compose_cfg("toy", [*TINY, "trainer.epochs=2", "optimizer.lr=0.02"]), tmp_path,
+    other = train_and_test(compose_cfg("toy", [*TINY, "trainer.epochs=2", "optimizer.lr=0.03"]), tmp_path,
                            continue_job=True)
     assert other["config_sha1"] != first["config_sha1"] and other["val_mse"] != first["val_mse"]
 
