@@ -231,33 +231,31 @@ def open_storage(url: Any, heartbeat_interval: Optional[int] = None,
     return optuna.storages.get_storage(url)
 
 
+def _database_url(url: Any) -> Any:
+    """``url`` parsed as an SQLAlchemy URL; None for no storage or a journal file. Not a URL: one line."""
+    if not (isinstance(url, str) and "://" in url) or url.startswith(JOURNAL):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise SystemExit(f"hydra.sweeper.storage={url.split('://')[0]}://...: not a database URL; "
+                         "e.g. sqlite:///study.db, postgresql+psycopg://user@host:5432/db or journal:<file>") from None
+
+
 def shown(url: Any) -> str:
     """The storage URL as logs and messages print it: a password in it masked."""
-    if isinstance(url, str) and "://" in url and not url.startswith(JOURNAL):
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            return make_url(url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return url.split("://")[0] + "://..."
-    return str(url)
+    parsed = _database_url(url)
+    return str(url) if parsed is None else parsed.render_as_string(hide_password=True)
 
 
 def refuse_password(url: Any) -> None:
     """A password written in the storage URL would reach the logs and every run folder's
     ``.hydra/hydra.yaml``: refused, with where it goes instead."""
-    if not (isinstance(url, str) and "://" in url):
-        return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        password = make_url(url).password
-    except ArgumentError:
-        raise SystemExit(f"hydra.sweeper.storage={url.split('://')[0]}://...: not a database URL; "
-                         "e.g. sqlite:///study.db, postgresql+psycopg://user@host:5432/db or journal:<file>") from None
-    if password:
+    parsed = _database_url(url)
+    if parsed is not None and parsed.password:
         raise SystemExit(f"hydra.sweeper.storage={shown(url)}: holds a password, which would be written to the "
                          "logs and every run folder's .hydra/ files; remove it from the URL and give it in "
                          "PGPASSWORD or ~/.pgpass (PostgreSQL) or the driver's option file (MySQL)")
@@ -357,7 +355,7 @@ class TotalTrialsSweep:
     def _open_study(self, attempts: int = 6) -> tuple[optuna.Study, Any]:
         """Create or load the study. Workers that start together on a new database race to set
         up its tables (one gets an IntegrityError from SQLAlchemy): the loser waits and retries."""
-        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
         url, key = self.storage, f"hydra.sweeper.storage={shown(self.storage)}"
         server = isinstance(url, str) and not url.startswith(("sqlite", JOURNAL))
@@ -378,10 +376,9 @@ class TotalTrialsSweep:
                 raise SystemExit(f"{shown(url)}: the study database was written by an older optuna ({err}); "
                                  f"upgrade it once (one-way) with: optuna storage upgrade --storage {shown(url)}") from None
             except SQLAlchemyError as err:
-                # a server that refuses the login or cannot be reached answers the same way each time
-                refused = server and any(w in str(err) for w in ("authentication", "Connection refused", "could not",
-                                                                 "does not exist", "timeout", "resolve"))
-                if attempt == attempts - 1 or refused:
+                # SQLite: a busy file, or workers racing to create the tables; a server: only that race
+                # (IntegrityError) is retried; one that refuses the login or cannot be reached answers alike each time
+                if attempt == attempts - 1 or (server and isinstance(err, OperationalError)):
                     first = " ".join(str(getattr(err, "orig", None) or err).split())[:300]
                     fix = ("check the host and port, that the server runs and the user, database and password "
                            "(PGPASSWORD or ~/.pgpass; never in the URL)") if server else \
