@@ -35,8 +35,9 @@ import threading
 import time
 import warnings
 from pathlib import Path
+import contextlib
 import functools
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -79,7 +80,8 @@ def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) 
     host has ended, or (a database storage with heartbeats) its heartbeat stopped. Returns how many."""
     before = sum(map(interrupted, study.get_trials(deepcopy=False)))
     if heartbeats(storage):
-        optuna.storages.fail_stale_trials(study)
+        with quiet_heartbeats():
+            optuna.storages.fail_stale_trials(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
@@ -225,8 +227,7 @@ def open_storage(url: Any, heartbeat_interval: Optional[int] = None,
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if isinstance(url, str) and heartbeat_interval:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5 (since 2.9)
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with quiet_heartbeats():
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     return optuna.storages.get_storage(url)
 
@@ -259,6 +260,16 @@ def refuse_password(url: Any) -> None:
         raise SystemExit(f"hydra.sweeper.storage={shown(url)}: holds a password, which would be written to the "
                          "logs and every run folder's .hydra/ files; remove it from the URL and give it in "
                          "PGPASSWORD or ~/.pgpass (PostgreSQL) or the driver's option file (MySQL)")
+
+
+@contextlib.contextmanager
+def quiet_heartbeats() -> Iterator[None]:
+    """Optuna 5 calls heartbeats experimental (since 2.9) and expects them under Study.optimize; this
+    loop records them itself (:class:`Heartbeat`): both warnings are noise here (and errors under -Werror)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
 
 
 def heartbeats(storage: Any) -> bool:
@@ -456,8 +467,7 @@ class TotalTrialsSweep:
                     break
                 time.sleep(min(5.0, self.heartbeat_interval or 5.0))  # until they finish or turn out to be dead
                 continue
-            with warnings.catch_warnings():  # the heartbeats are recorded by this loop (Heartbeat), not by optimize
-                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            with quiet_heartbeats():
                 trials = [study.ask() for _ in range(todo)]
             for trial in trials:
                 trial.set_user_attr("worker", WORKER)
