@@ -273,9 +273,9 @@ def quiet_heartbeats() -> Iterator[None]:
 
 
 def heartbeats(storage: Any) -> bool:
-    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-
-    return isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
+    """Whether ``storage`` keeps heartbeats (a database storage opened with heartbeat_interval)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
 
 
 class Heartbeat:
