@@ -59,11 +59,14 @@ class LinearAR:
         solution = torch.linalg.lstsq(design, targets.double().unsqueeze(1), driver="gelsd").solution[:, 0]
         return cls(weights=solution[:-1], bias=float(solution[-1]))
 
+    def predict_scaled(self, scaled: torch.Tensor) -> torch.Tensor:
+        """The next value of each already scaled window, in the same scale: (N, C) -> (N,)."""
+        return scaled[:, -self.order :].double() @ self.weights + self.bias
+
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         """The forecast of the day after each window: (N, C) prices -> (N,) prices."""
         scaled, lo, span = scale_windows(windows.double())
-        pred = scaled[:, -self.order :] @ self.weights + self.bias
-        return (pred * span.squeeze(1) + lo.squeeze(1)).to(windows.dtype)
+        return (self.predict_scaled(scaled) * span.squeeze(1) + lo.squeeze(1)).to(windows.dtype)
 
 
 def model_next_value(predict: Predictor) -> NextValue:

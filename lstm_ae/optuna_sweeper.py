@@ -106,12 +106,14 @@ def others_running(study: optuna.Study, storage: Any) -> bool:
     return False
 
 
+def counts(trial: Any) -> bool:
+    """Whether a trial counts towards n_trials: finished (not interrupted) or running."""
+    return trial.state == TrialState.RUNNING or (trial.state.is_finished() and not interrupted(trial))
+
+
 def counted(study: optuna.Study) -> int:
-    """Trials that count towards n_trials: finished (not interrupted) or running."""
-    return sum(
-        1 for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.RUNNING or (t.state.is_finished() and not interrupted(t))
-    )
+    """How many of the study's trials count towards n_trials."""
+    return sum(map(counts, study.get_trials(deepcopy=False)))
 
 
 def distribution(override: Override) -> Any:
@@ -433,8 +435,7 @@ class TotalTrialsSweep:
         n_trials counted trials (by number) run; a later one is failed at once as ``surplus``."""
         keep = []
         for trial in trials:
-            ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and (
-                t.state == TrialState.RUNNING or (t.state.is_finished() and not interrupted(t))))
+            ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts(t))
             if ahead < self.n_trials:
                 keep.append(trial)
                 continue

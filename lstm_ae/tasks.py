@@ -212,7 +212,7 @@ class Predict(Reconstruct):
         windows (``baseline_test_[ar_]next_mse``) and on the forecast blocks."""
         x, target = splits.test.x, _next_values(splits.test)
         ar = self.linear_ar(splits)
-        ar_next = splits.test.x[:, -ar.order :, 0].double() @ ar.weights + ar.bias
+        ar_next = ar.predict_scaled(splits.test.x[..., 0])
         results = {
             **super().baseline(splits),
             "baseline_test_pred_mse": F.mse_loss(x, target).item(),
