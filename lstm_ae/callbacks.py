@@ -1,13 +1,18 @@
 """Hydra callbacks that run before any job: checks a user can fail in one line."""
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_ae.config import LAUNCHER_EXTRAS, launcher_installed
 
 
 def check_writable(folder: str, key: str) -> None:
@@ -36,3 +41,50 @@ class CheckOutputFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def ray_address(address: str) -> Optional[str]:
+    """The ``host:port`` that Ray's ``address`` names: ``auto`` is $RAY_ADDRESS, else the cluster
+    ``ray start`` last started on this machine (Ray's ``ray_current_cluster`` file); None if neither."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+        if not address or address == "auto":
+            temp = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+            current = Path(temp) / "ray" / "ray_current_cluster"
+            address = current.read_text().strip() if current.is_file() else ""
+    return address.split("://", 1)[-1] or None
+
+
+def check_ray_address(address: str) -> None:
+    """Exit with status 2 and one line when no Ray cluster answers at ``address`` (Ray itself
+    would retry for minutes, after Hydra made the sweep folder)."""
+    key = "hydra.launcher.ray.init.address"
+    fix = "start one with `ray start --head`, or set the address of a running cluster"
+    target = ray_address(address)
+    if target is None:
+        print(f"Error: {key}={address}: no running Ray cluster found ($RAY_ADDRESS is not set and no "
+              f"cluster was started on this machine); {fix}", file=sys.stderr)
+        sys.exit(2)
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or err
+        print(f"Error: {key}={address}: no Ray cluster answers at {target} ({reason}); {fix}", file=sys.stderr)
+        sys.exit(2)
+
+
+class CheckLauncher(Callback):
+    """Before a multirun: the launcher's extra is installed, and a Ray cluster it should join answers."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        target = OmegaConf.select(config, "hydra.launcher._target_") or ""
+        choice = OmegaConf.select(config, "hydra.runtime.choices.hydra/launcher")
+        if not launcher_installed(target):
+            extra = next((e for t, e in LAUNCHER_EXTRAS.values() if t == target), None)
+            fix = f"pip install -e '.[{extra}]'" if extra else "install the package that provides it"
+            print(f"Error: hydra/launcher={choice}: its launcher ({target}) is not installed; {fix}", file=sys.stderr)
+            sys.exit(2)
+        address = OmegaConf.select(config, "hydra.launcher.ray.init.address")
+        if target == LAUNCHER_EXTRAS["ray"][0] and address is not None:
+            check_ray_address(str(address))

@@ -13,6 +13,7 @@ these.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -278,15 +279,38 @@ SCHEMAS = {
 }
 
 
+# The launchers of the optional extras (pyproject.toml): hydra/launcher option -> (class, extra).
+LAUNCHER_EXTRAS = {
+    "ray": ("hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", "ray"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", "slurm"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "slurm"),
+}
+
+
+def launcher_installed(target: str) -> bool:
+    """Whether the package of a launcher class (``hydra.launcher._target_``) can be imported."""
+    package = ".".join(target.split(".")[:2])  # hydra_plugins.<plugin>
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:
+        return False
+
+
 def register_configs() -> None:
     """Register every schema in Hydra's ConfigStore as ``schema/<group>/<name>`` (idempotent).
 
     The YAML options in ``conf/<group>/`` extend them with ``- /schema/<group>@_here_: <name>``.
+    A launcher of an extra that is not installed gets a stand-in ``hydra/launcher/<name>`` naming
+    its class, so that ``hydra/launcher=ray`` (or ``ray_cluster``, ``slurm``) still composes and
+    :class:`lstm_ae.callbacks.CheckLauncher` can say in one line which extra to install.
     """
     cs = ConfigStore.instance()
     for group, nodes in SCHEMAS.items():
         for name, node in nodes.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+    for name, (target, _) in LAUNCHER_EXTRAS.items():
+        if not launcher_installed(target):
+            cs.store(group="hydra/launcher", name=name, node={"_target_": target})
 
 
 # ------------------------------------------------------------------------ validation

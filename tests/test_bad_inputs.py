@@ -6,12 +6,16 @@ in the arguments are filled in. Every case runs the real entry script's main() w
 (in this process: conftest.run_in_process; the scripts' start-up is tested in test_toy_run.py).
 """
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from lstm_ae.callbacks import check_ray_address
 from lstm_ae.data.mnist import FILES
-from tests.conftest import HAS_CUDA, run_in_process, sp500_root, write_fake_mnist
+from tests.conftest import HAS_CUDA, ROOT, run_in_process, sp500_root, write_fake_mnist
 
 TOY = ["trainer.epochs=1", "dataset.num_sequences=30", "model.hidden_size=4"]
 
@@ -107,3 +111,40 @@ def test_bad_input(tmp_path, name, script, args, message, setup):
         assert not (run_dir / artefact).exists(), artefact
     assert not list(run_dir.glob("*.png"))
     assert listing(root) == before  # the data root is never written to
+
+
+@pytest.mark.parametrize("launcher, extra", [("ray_cluster", "ray"), ("slurm", "slurm")])
+def test_a_launcher_whose_extra_is_missing_is_one_line(tmp_path, launcher, extra):
+    # A fresh interpreter in which the launcher plugins cannot be imported: the stand-in configs are
+    # registered at import (lstm_ae.config), so this is what a user without the extra gets.
+    hide = "hydra_plugins.hydra_ray_launcher", "hydra_plugins.hydra_submitit_launcher", "ray", "submitit"
+    argv = [str(ROOT / "lstm_ae_toy.py"), "-m", f"hydra/launcher={launcher}", *TOY, "model.hidden_size=4,8",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    code = (f"import runpy, sys\nsys.modules.update(dict.fromkeys({hide!r}))\nsys.argv = {argv!r}\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"Error: hydra/launcher={launcher}: its launcher") and f"pip install -e '.[{extra}]'" in lines[0]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_ray_address_without_a_cluster_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no cluster started from here
+    with pytest.raises(SystemExit) as exit_:
+        check_ray_address("auto")
+    assert exit_.value.code == 2 and "address=auto: no running Ray cluster found" in capsys.readouterr().err
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")  # as `ray start` leaves it
+    check_ray_address("auto")  # answers: no exit
+    check_ray_address(f"ray://127.0.0.1:{port}")
+    listening.close()
+    for address in ["auto", f"127.0.0.1:{port}"]:
+        with pytest.raises(SystemExit) as exit_:
+            check_ray_address(address)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"no Ray cluster answers at 127.0.0.1:{port}" in err and "ray start --head" in err
