@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_TOY, run_script
+from tests.conftest import TINY_TOY, run_in_process, run_script
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
@@ -94,3 +94,13 @@ def test_ray_cluster_launcher_runs_a_sweep_on_a_running_cluster(ray_head, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"Connecting to existing Ray cluster at address: {ray_head}" in proc.stderr
     assert_two_completed_jobs(tmp_path / "sweep")
+
+
+def test_a_ray_address_with_no_cluster_behind_it_is_one_line(tmp_path):
+    (port,) = free_ports(1)
+    proc = run_in_process("lstm_ae_toy.py", "-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+                          *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert f"hydra.launcher.ray.init.address=127.0.0.1:{port}: no Ray cluster answers" in lines[0]
+    assert not (tmp_path / "sweep").exists()
