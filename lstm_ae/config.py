@@ -32,6 +32,11 @@ class Device(enum.Enum):
     cuda = "cuda"
 
 
+class PredLoss(enum.Enum):
+    all = "all"
+    last = "last"
+
+
 class Precision(enum.Enum):
     fp32 = "fp32"
     bf16 = "bf16"
@@ -211,6 +216,9 @@ class PredictTaskConfig:
     num_examples: int = 3
     folds: Optional[int] = None
     ar_order: Optional[int] = None  # the linear AR baseline's lags (fitted on the training windows); null: min(20, window)
+    # the prediction loss over every position t of the window (all), or only the last, whose target
+    # (the day after the window) is outside the window's min-max scaling, as in every forecast (last)
+    pred_loss: PredLoss = PredLoss.all
 
 
 @dataclass

@@ -96,7 +96,9 @@ STALE = 300.0  # seconds: see the module docstring
 MARKER_SLACK = 1.0  # seconds: file systems with coarse timestamps
 # The validation objective of each task (lstm_ae.tasks.<Task>.objective, objective_mode; importing
 # lstm_ae.tasks would import torch). tests/test_runs.py checks they agree.
-OBJECTIVES = {"Reconstruct": ("mse", "min"), "Classify": ("accuracy", "max"), "Predict": ("pred_mse", "min")}
+# A task whose objective depends on a key is listed as "<Task>/<key's value>".
+OBJECTIVES = {"Reconstruct": ("mse", "min"), "Classify": ("accuracy", "max"), "Predict": ("pred_mse", "min"),
+              "Predict/last": ("next_mse", "min")}
 IGNORED_OVERRIDES = ("trainer.progress", "trainer.resume", "hydra.", "hydra/")
 RESUMED = re.compile(r"resuming the run in (.+?) \(results go there\)")
 RECORD = re.compile(r"^\[[^\]]*\]\[[^\]]*\]\[(\w+)\] - (.*)$")  # Hydra's job_logging format
@@ -479,7 +481,7 @@ def read_run(path: Path, messages: Messages) -> Folder:
     # config.yaml: the three keys the table needs, read as lines; the whole file is parsed only when
     # they are not found so (then a malformed file gets its error line) or --where/--sort need it
     text = folder.config_text = _read(hydra_dir / "config.yaml", messages) if readable else None
-    keys = {k: MISSING for k in ("trainer.epochs", "task._target_", "task.folds")}
+    keys = {k: MISSING for k in ("trainer.epochs", "task._target_", "task.folds", "task.pred_loss")}
     if text is not None:
         keys = {k: lookup_yaml(text, k.split(".")) for k in keys}
         if keys["trainer.epochs"] is MISSING or keys["task._target_"] is MISSING:
@@ -502,7 +504,8 @@ def read_run(path: Path, messages: Messages) -> Folder:
     if isinstance(folds, int) and not isinstance(folds, bool) and folds > 1:
         started = sum(1 for n in folder.names if n.startswith("fold_"))
         row["folds"] = f"{started}/{folds}"
-    objective, folder.mode = OBJECTIVES.get(task_class, ("mse", "min"))
+    variant = f"{task_class}/{keys['task.pred_loss']}"
+    objective, folder.mode = OBJECTIVES.get(variant, OBJECTIVES.get(task_class, ("mse", "min")))
     row["objective"], row["best_val"] = f"val_{objective}", None
     logs = sorted(n for n in folder.names if n.endswith(".log"))
     if logs:

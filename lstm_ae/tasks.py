@@ -184,7 +184,9 @@ class Predict(Reconstruct):
     """Reconstruction + one-step-ahead prediction (assignment 3.3.3).
 
     loss = recon_weight * MSE(x~, x) + pred_weight * MSE(y~_t, x_{t+1}), y~_t from the encoder's
-    h_t, so it depends on x_1..x_t only. Metrics: ``mse``, ``pred_mse`` (every position) and
+    h_t, so it depends on x_1..x_t only; over every t (``pred_loss="all"``) or only the last
+    (``"last"``: the one target outside the window's min-max scaling, as in a forecast; then
+    ``next_mse`` is the validation objective). Metrics: ``mse``, ``pred_mse`` (every position) and
     ``next_mse`` (the last position, whose target -- the day after the window -- never enters the
     window's scaling). After training: one-step and multi-step forecasts of the second half of
     each test stock's blocks of 2 x seq_len days, against persistence (see lstm_ae/forecast.py).
@@ -194,17 +196,21 @@ class Predict(Reconstruct):
     needs_next = True
 
     def __init__(self, recon_weight: float = 1.0, pred_weight: float = 1.0, num_reconstructions: int = 3,
-                 num_forecasts: int = 3, num_examples: int = 3, folds: Optional[int] = None, ar_order: Optional[int] = None) -> None:
+                 num_forecasts: int = 3, num_examples: int = 3, folds: Optional[int] = None, ar_order: Optional[int] = None,
+                 pred_loss: str = "all") -> None:
         super().__init__(num_examples, num_reconstructions, folds)
         self.recon_weight, self.pred_weight, self.num_forecasts = recon_weight, pred_weight, num_forecasts
         self.ar_order = ar_order
+        self.pred_loss = getattr(pred_loss, "value", pred_loss)
+        if self.pred_loss == "last":  # the validation objective is what the loss trains
+            self.objective = "next_mse"
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
         mse = F.mse_loss(out.reconstruction, batch.x)
         target = _next_values(batch)
         pred_mse = F.mse_loss(out.prediction, target)
         next_mse = F.mse_loss(out.prediction[:, -1], target[:, -1])
-        loss = self.recon_weight * mse + self.pred_weight * pred_mse
+        loss = self.recon_weight * mse + self.pred_weight * (pred_mse if self.pred_loss == "all" else next_mse)
         return {"loss": loss, "mse": mse, "pred_mse": pred_mse, "next_mse": next_mse}
 
     def baseline(self, splits: Splits) -> Dict[str, float]:

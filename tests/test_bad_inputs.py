@@ -75,6 +75,7 @@ CASES = [
     ("epochs 0", "lstm_ae_toy.py", ["trainer.epochs=0"], r"trainer.epochs must be a positive integer; got 0", None),
     ("negative grad_clip", "lstm_ae_toy.py", ["trainer.grad_clip=-1"], r"trainer.grad_clip must be a positive number, or null", None),
     ("input_size that does not match the data", "lstm_ae_toy.py", ["model.input_size=3"], r"model.input_size=3 does not match the data, which has 1", None),
+    ("unknown prediction loss", "lstm_ae_snp500.py", ["dataset.root={root}", "task=predict", "task.pred_loss=first"], r"Invalid value 'first', expected one of \[all, last\]", good_csv),
     ("unknown MNIST layout", "lstm_ae_mnist.py", ["dataset.layout=diagonal"], r"Invalid value 'diagonal', expected one of \[row, pixel\]", None),
     ("dip outside the sequence", "lstm_ae_toy.py", ["dataset.dip_max=48"], r"dataset.dip_min/dip_max/dip_half_width must keep the dip inside", None),
     pytest.param("CUDA requested without a GPU", "lstm_ae_toy.py", ["trainer.device=cuda"], r"trainer.device=cuda but no CUDA GPU is visible", None,

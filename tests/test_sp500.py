@@ -137,6 +137,25 @@ def test_prediction_head_is_causal():
     assert not torch.allclose(model(x).reconstruction[:, 0], model(changed).reconstruction[:, 0])
 
 
+@pytest.mark.parametrize("pred_loss", ["all", "last"])
+def test_the_prediction_loss_trains_every_position_or_only_the_last(pred_loss):
+    """pred_loss=last: only y~_T (its target, the day after the window, outside the window's
+    scaling, as in a forecast) gets a gradient, and next_mse is the objective."""
+    from lstm_ae.data import Split
+
+    x = torch.rand(4, 6, 1)
+    batch = Split(x=x, next_value=torch.rand(4, 1))
+    prediction = torch.zeros_like(x, requires_grad=True)
+    task = Predict(pred_loss=pred_loss)
+    parts = task.losses(AEOutput(reconstruction=x, latent=x[:, -1], prediction=prediction), batch)
+    parts["loss"].backward()
+    grad_per_step = prediction.grad.abs().sum(dim=(0, 2))
+    assert grad_per_step[-1] > 0
+    assert (grad_per_step[:-1] > 0).all() if pred_loss == "all" else (grad_per_step[:-1] == 0).all()
+    assert task.objective == ("pred_mse" if pred_loss == "all" else "next_mse")
+    assert torch.isclose(parts["loss"], parts["pred_mse" if pred_loss == "all" else "next_mse"])  # recon 0 here
+
+
 def window_max(x):
     """A stand-in for Trainer.predict whose one-step forecast is 1.0 in window units: the maximum of the window."""
     return AEOutput(reconstruction=x, latent=x[:, -1], prediction=torch.ones_like(x))
