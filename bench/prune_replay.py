@@ -4,7 +4,8 @@ would stop, when, and the best validation objective it would keep. Seconds inste
     python -m bench.pruning --pruners none --keep /tmp/search          # once: a search without pruning
     python -m bench.prune_replay /tmp/search/0/sweep --pruners median hyperband:min_resource=15
 
-Each job folder's ``metrics.csv`` (the per-epoch validation objective) is reported epoch by epoch to
+Each job folder's ``metrics.csv`` (the per-epoch validation objective) is reported epoch by epoch, as
+the best value so far like the sweeper's jobs (lstm_ae.optuna_sweeper.pruning_callback), to
 an in-memory study with the pruner, in job order, as the sweeper does with ``n_jobs=1``; a stopped
 trial counts its epochs up to the stop. The sampled parameters are fixed: how the sampler would
 react to pruned trials is not modelled, so a real search (``python -m bench.pruning``) confirms the
@@ -56,7 +57,7 @@ def replay(series: List[pd.Series], spec: str, minimize: bool = True) -> Dict:
     epochs, stops = 0, []
     for curve in series:
         trial = study.ask()
-        for epoch, value in curve.items():
+        for epoch, value in (curve.cummin() if minimize else curve.cummax()).items():  # as the sweeper reports
             trial.report(float(value), int(epoch))
             epochs += 1
             if trial.should_prune():

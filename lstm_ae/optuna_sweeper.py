@@ -192,9 +192,13 @@ JOURNAL = "journal:"
 
 
 def pruning_callback(sweeper_cfg: Any, objective: str) -> Optional[Callable[..., None]]:
-    """In a job of this sweeper: an epoch callback that reports ``row[objective]`` to the job's trial
-    and raises :class:`Pruned` when the study's pruner says so; None outside such a job (or with an
-    in-memory study, which the job cannot reach)."""
+    """In a job of this sweeper: an epoch callback that reports the best ``row[objective]`` so far to
+    the job's trial and raises :class:`Pruned` when the study's pruner says so; None outside such a
+    job (or with an in-memory study, which the job cannot reach).
+
+    The best so far, not the epoch's own value: what the trial would return if it stopped now when
+    the objective is the validation loss (the toy's), and a signal whose ranks hold across trials
+    where the epoch's own value jumps while OneCycle's learning rate is high (docs/sweeps.md, Pruning)."""
     number = os.environ.get(TRIAL_ENV)
     if number is None or sweeper_cfg is None or not sweeper_cfg.get("storage") or sweeper_cfg.get("pruner") is None:
         return None
@@ -207,8 +211,15 @@ def pruning_callback(sweeper_cfg: Any, objective: str) -> Optional[Callable[...,
                                                                int(number))
     trial = optuna.trial.Trial(study, trial_id)
 
+    minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+    reported = storage.get_trial(trial_id).intermediate_values  # a resumed trial's earlier epochs
+    best = [(min if minimize else max)(reported.values()) if reported else math.nan]
+
     def report(epoch: int, model: Any, row: dict) -> None:
-        trial.report(row[objective], epoch)
+        value = float(row[objective])
+        if math.isnan(best[0]) or (value < best[0] if minimize else value > best[0]):
+            best[0] = value
+        trial.report(best[0], epoch)
         if trial.should_prune():
             raise Pruned(epoch)
 

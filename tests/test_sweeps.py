@@ -414,6 +414,30 @@ def test_pruned_trials_stop_at_once_and_are_recorded(tmp_path, launcher):
         assert not (tmp_path / "sweep" / job / "results.json").exists()
 
 
+@pytest.mark.parametrize("direction,values,reported", [
+    ("minimize", [0.5, 0.7, 0.3, 0.4], [0.5, 0.5, 0.3, 0.3]),
+    ("maximize", [0.5, 0.7, 0.3, 0.9], [0.5, 0.7, 0.7, 0.9]),
+])
+def test_a_job_reports_its_best_objective_so_far(tmp_path, monkeypatch, direction, values, reported):
+    """The pruner sees the best value so far (what a stopped trial keeps), not the epoch's own jump;
+    a resumed job carries on from the best its trial already reported."""
+    from lstm_ae.optuna_sweeper import pruning_callback
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(study_name="r", storage=url, direction=direction)
+    trial = study.ask()
+    monkeypatch.setenv(TRIAL_ENV, str(trial.number))
+    cfg = OmegaConf.create({"storage": url, "study_name": "r",
+                            "pruner": {"_target_": "optuna.pruners.ThresholdPruner", "upper": 10.0}})
+    report = pruning_callback(cfg, "val_mse")
+    for epoch, value in enumerate(values[:3], 1):
+        report(epoch, None, {"val_mse": value})
+    resumed = pruning_callback(cfg, "val_mse")  # a new process after an interruption
+    resumed(4, None, {"val_mse": values[3]})
+    stored = optuna.load_study(study_name="r", storage=url).trials[0].intermediate_values
+    assert [stored[e] for e in (1, 2, 3, 4)] == reported
+
+
 def test_workers_racing_for_the_last_trial_run_it_once():
     from lstm_ae.optuna_sweeper import TotalTrialsSweep, counted, interrupted
 
