@@ -60,6 +60,7 @@ class LSTMAutoencoder(nn.Module):
         init: LSTMInit | str = LSTMInit.default,
         chrono_t_max: Optional[int] = None,
         predict_next: bool = False,
+        decoder_init: Optional[LSTMInit | str] = None,
     ) -> None:
         super().__init__()
         dropout = dropout if num_layers > 1 else 0.0  # nn.LSTM warns on dropout with one layer
@@ -70,10 +71,11 @@ class LSTMAutoencoder(nn.Module):
         self.classify_from = ClassifyFrom(getattr(classify_from, "value", classify_from))
         self.classifier = nn.Linear(hidden_size, num_classes) if num_classes else None
         self.predictor = nn.Linear(hidden_size, input_size) if predict_next else None
-        if LSTMInit(getattr(init, "value", init)) is LSTMInit.chrono:
-            if chrono_t_max is None:  # (its range is checked with the config)
-                raise ValueError("chrono initialisation needs chrono_t_max (the sequence length)")
-            for lstm in (self.encoder, self.decoder):
+        decoder_init = init if decoder_init is None else decoder_init  # the decoder's: as the encoder's by default
+        for lstm, how in ((self.encoder, init), (self.decoder, decoder_init)):
+            if LSTMInit(getattr(how, "value", how)) is LSTMInit.chrono:
+                if chrono_t_max is None:  # (its range is checked with the config)
+                    raise ValueError("chrono initialisation needs chrono_t_max (the sequence length)")
                 chrono_init_(lstm, chrono_t_max)
 
     def encode_steps(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":

@@ -81,6 +81,16 @@ def test_chrono_init_sets_long_memory_gate_biases():
             assert torch.count_nonzero(b_ih[2 * h :]) == 0  # cell and output gates untouched
 
 
+def test_the_decoder_can_keep_pytorchs_initialisation():
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(input_size=1, hidden_size=8, init="chrono", chrono_t_max=100, decoder_init="default")
+    assert torch.count_nonzero(model.encoder.bias_hh_l0) == 0  # chrono: only bias_ih is set
+    assert torch.count_nonzero(model.decoder.bias_hh_l0) == 32  # PyTorch's uniform biases
+    torch.manual_seed(0)
+    both = LSTMAutoencoder(input_size=1, hidden_size=8, init="chrono", chrono_t_max=100)
+    assert torch.count_nonzero(both.decoder.bias_hh_l0) == 0  # null: as the encoder
+
+
 def test_chrono_init_needs_a_horizon():
     with pytest.raises(ValueError, match="chrono_t_max"):
         LSTMAutoencoder(input_size=1, hidden_size=4, init="chrono")
