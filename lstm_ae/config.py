@@ -75,6 +75,7 @@ class ModelConfig:
     num_classes: Optional[int] = None  # set by tasks that classify: adds a linear head
     classify_from: ClassifyFrom = ClassifyFrom.decoder
     init: LSTMInit = LSTMInit.default
+    decoder_init: Optional[LSTMInit] = None  # the decoder's; null: as init
     chrono_t_max: Optional[int] = None  # null: the sequence length of the data
 
 
@@ -92,6 +93,7 @@ class AdamConfig(OptimizerConfig):
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     amsgrad: bool = False
+    fused: Optional[bool] = None  # one fused kernel per step (CPU and CUDA); null: torch's choice
 
 
 @dataclass
