@@ -48,6 +48,8 @@ FIGURES: Dict[str, List[tuple]] = {
                       ("prediction_loss.png", "Prediction loss per epoch"),
                       ("multistep.png", "One-step vs multi-step prediction on test stocks"),
                       ("reconstructions.png", "Reconstructions of the same model")],
+    "sp500_forecast": [("prediction_loss.png", "Prediction loss per epoch (the day after each window)"),
+                       ("multistep.png", "One-step vs multi-step prediction on test stocks")],
 }
 # (metric, baselines, label) rows of each results table
 METRICS = [

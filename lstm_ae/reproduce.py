@@ -63,6 +63,9 @@ EXPERIMENTS = [
                title="S&P 500: reconstruction with cross-validation"),
     Experiment("sp500_predict", "lstm_ae_snp500.py", ["task=predict"], SMOKE_SP,
                title="S&P 500: one-step and multi-step prediction"),
+    Experiment("sp500_forecast", "lstm_ae_snp500.py",
+               ["task=predict", "task.pred_loss=last", "dataset.stride=1", "trainer.epochs=4", "task.folds=null"],
+               SMOKE_SP, title="S&P 500: forecasting, trained on a window ending on every day"),
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
