@@ -52,6 +52,7 @@ def test_a_percentile_pruner_is_a_sweeper_option_and_unknown_ones_are_named(tmp_
 
 def test_the_replay_reports_the_best_value_so_far_as_the_sweeper_does(tmp_path):
     good = [[1.0 / (e + k) for e in range(1, EPOCHS + 1)] for k in range(5)]
-    spiky = [0.01] * 9 + [5.0] + [0.01] * 10  # the best trial, with one bad epoch at the median's first check
-    rows = prune_replay.main([str(write_sweep(tmp_path / "sweep", [*good, spiky])), "--pruners", "median"])
-    assert rows[1]["pruned_at"] == [None] * 6 and rows[1]["best_value"] == 0.01  # its best so far stays 0.01
+    spiky = [0.01] * 9 + [5.0] + [0.01] * 10  # the best trial, with one bad epoch at the rung (epoch 10)
+    rows = prune_replay.main([str(write_sweep(tmp_path / "sweep", [*good, spiky])), "--pruners",
+                              "successive_halving:min_resource=10,reduction_factor=2"])
+    assert rows[1]["pruned_at"][5] is None and rows[1]["best_value"] == 0.01  # its best so far (0.01) ranks first
