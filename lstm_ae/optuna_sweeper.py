@@ -213,13 +213,14 @@ def pruning_callback(sweeper_cfg: Any, objective: str) -> Optional[Callable[...,
 
     minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
     reported = storage.get_trial(trial_id).intermediate_values  # a resumed trial's earlier epochs
-    best = [(min if minimize else max)(reported.values()) if reported else math.nan]
+    best = (min if minimize else max)(reported.values()) if reported else math.nan
 
     def report(epoch: int, model: Any, row: dict) -> None:
+        nonlocal best
         value = float(row[objective])
-        if math.isnan(best[0]) or (value < best[0] if minimize else value > best[0]):
-            best[0] = value
-        trial.report(best[0], epoch)
+        if math.isnan(best) or (value < best if minimize else value > best):
+            best = value
+        trial.report(best, epoch)
         if trial.should_prune():
             raise Pruned(epoch)
 
