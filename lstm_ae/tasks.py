@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lstm_ae import forecast, plots
+from lstm_ae.config import PredLoss
 from lstm_ae.data import Split, Splits
 from lstm_ae.model import AEOutput, Predictor
 
@@ -197,12 +198,12 @@ class Predict(Reconstruct):
 
     def __init__(self, recon_weight: float = 1.0, pred_weight: float = 1.0, num_reconstructions: int = 3,
                  num_forecasts: int = 3, num_examples: int = 3, folds: Optional[int] = None, ar_order: Optional[int] = None,
-                 pred_loss: str = "all") -> None:
+                 pred_loss: PredLoss | str = PredLoss.all) -> None:
         super().__init__(num_examples, num_reconstructions, folds)
         self.recon_weight, self.pred_weight, self.num_forecasts = recon_weight, pred_weight, num_forecasts
         self.ar_order = ar_order
-        self.pred_loss = getattr(pred_loss, "value", pred_loss)
-        if self.pred_loss == "last":  # the validation objective is what the loss trains
+        self.pred_loss = PredLoss(getattr(pred_loss, "value", pred_loss))
+        if self.pred_loss is PredLoss.last:  # the validation objective is what the loss trains
             self.objective = "next_mse"
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
@@ -210,7 +211,7 @@ class Predict(Reconstruct):
         target = _next_values(batch)
         pred_mse = F.mse_loss(out.prediction, target)
         next_mse = F.mse_loss(out.prediction[:, -1], target[:, -1])
-        loss = self.recon_weight * mse + self.pred_weight * (pred_mse if self.pred_loss == "all" else next_mse)
+        loss = self.recon_weight * mse + self.pred_weight * (pred_mse if self.pred_loss is PredLoss.all else next_mse)
         return {"loss": loss, "mse": mse, "pred_mse": pred_mse, "next_mse": next_mse}
 
     def baseline(self, splits: Splits) -> Dict[str, float]:
