@@ -23,7 +23,7 @@ TOOLS = {
                                               "--csv", "--json", "--stale"]),
     "throughput": (throughput, "python -m bench.throughput", ["--shapes", "--batches", "--threads", "--device", "--out"]),
     "time_to_accuracy": (time_to_accuracy, "python -m bench.time_to_accuracy", ["--out", "OVERRIDE"]),
-    "pruning": (pruning, "python -m bench.pruning", ["--trials", "--epochs", "--out", "OVERRIDE"]),
+    "pruning": (pruning, "python -m bench.pruning", ["--trials", "--epochs", "--seeds", "--combine", "--out", "OVERRIDE"]),
     "prune_replay": (prune_replay, "python -m bench.prune_replay", ["sweep", "--pruners", "--objective", "--maximize", "--out"]),
     "runs_table": (runs_table, "python -m bench.runs_table", ["--folders", "--repeats", "--template", "--out"]),
 }
