@@ -103,6 +103,18 @@ def pruner_options() -> dict:
     return {o[: -len(".yaml")]: store.load(f"hydra/sweeper/pruner/{o}").node for o in store.list("hydra/sweeper/pruner")}
 
 
+def check_specs(specs: List[str]) -> None:
+    """Refuse, before any search starts, a --pruners entry that names no pruner option.
+
+    ``--pruners`` takes several values, so overrides written after it land there: say so.
+    """
+    names = {"none", "default", *pruner_options(), *(f.stem for f in (ROOT / "conf/hydra/sweeper/pruner").glob("*.yaml"))}
+    wrong = [s for s in specs if s.partition(":")[0] not in names]
+    if wrong:
+        raise SystemExit(f"--pruners: {', '.join(map(repr, wrong))} names no pruner (options: {', '.join(sorted(names))}); "
+                         "Hydra overrides go before --pruners or after '--'")
+
+
 def toy_optuna_sweeper():
     """``hydra.sweeper`` of ``hparams_search=toy_optuna`` as composed (no second copy of its settings)."""
     from hydra import compose, initialize_config_dir
@@ -201,6 +213,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         return report(combine(args.combine), args.out)
     if args.seeds and any(o.split("=", 1)[0].lstrip("+") == SEED_KEY for o in args.overrides):
         raise SystemExit(f"give the sampler seeds either as --seeds or as {SEED_KEY}=..., not both")
+    check_specs(args.pruners)
     specs = ["none"] + [default_pruner() if s == "default" else s for s in args.pruners if s != "none"]
     searches = [(spec, seed, args.overrides + ([f"{SEED_KEY}={seed}"] if args.seeds else []))
                 for seed in args.seeds or [sampler_seed(args.overrides)] for spec in specs]

@@ -52,15 +52,16 @@ def test_seeds_run_every_pruner_once_per_seed(monkeypatch, tmp_path):
     def search(folder, spec, trials, epochs, overrides):
         seed = int(next(o for o in overrides if o.startswith(pruning.SEED_KEY)).split("=")[1])
         seen.append((spec, seed, trials, epochs, tuple(overrides)))
-        return {k: v for k, v in run("none" if spec == "none" else "sh", seed).items() if k != "seed"}
+        numbers = run("none" if spec == "none" else "sh", seed)
+        return {**{k: v for k, v in numbers.items() if k != "seed"}, "pruner": spec}
 
     monkeypatch.setattr(pruning, "search", search)
     out = tmp_path / "p.json"
-    result = pruning.main(["--seeds", "0", "1", "--pruners", "none", "sh", "--trials", "3", "--epochs", "4",
+    result = pruning.main(["--seeds", "0", "1", "--pruners", "none", "median", "--trials", "3", "--epochs", "4",
                            "--out", str(out), "--jobs", "1", "dataset.num_sequences=100"])
-    assert sorted(s[:4] for s in seen) == [("none", 0, 3, 4), ("none", 1, 3, 4), ("sh", 0, 3, 4), ("sh", 1, 3, 4)]
+    assert sorted(s[:4] for s in seen) == [("median", 0, 3, 4), ("median", 1, 3, 4), ("none", 0, 3, 4), ("none", 1, 3, 4)]
     assert all("dataset.num_sequences=100" in s[4] for s in seen)
-    assert [(r["pruner"], r["seed"]) for r in result["runs"]] == [("none", 0), ("sh", 0), ("none", 1), ("sh", 1)]
+    assert [(r["pruner"], r["seed"]) for r in result["runs"]] == [("none", 0), ("median", 0), ("none", 1), ("median", 1)]
     assert json.loads(out.read_text())["summary"][0]["epochs_ratio"] == 2.08
     with pytest.raises(SystemExit, match="not both"):
         pruning.main(["--seeds", "0", "--out", str(out), f"{pruning.SEED_KEY}=3"])
@@ -86,3 +87,10 @@ def test_combine_merges_files_of_one_seed_each_and_refuses_mismatches(tmp_path):
         pruning.combine([a, write("c.json", [f"{pruning.SEED_KEY}=2"], [run("none", 2)], trials=10)])
     with pytest.raises(SystemExit, match="in two files"):
         pruning.combine([a, write("d.json", [f"{pruning.SEED_KEY}=0"], [run("none", 0)])])
+
+
+def test_an_override_written_after_pruners_is_refused_before_any_search(monkeypatch, tmp_path):
+    monkeypatch.setattr(pruning, "search", lambda *a: pytest.fail("no search may start"))
+    with pytest.raises(SystemExit, match=r"'hydra.sweeper.sampler.seed=2' names no pruner.*after '--'"):
+        pruning.main(["--pruners", "none", "default", "hydra.sweeper.sampler.seed=2", "--out", str(tmp_path / "p.json")])
+    pruning.check_specs(["none", "default", "toy_halving", "successive_halving:min_resource=20", "median"])  # all known
