@@ -222,16 +222,24 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
         def one(i: int) -> dict:
             spec, seed, overrides = searches[i]
-            return {**search(where / str(i), spec, args.trials, args.epochs, overrides), "seed": seed}
+            try:
+                return {**search(where / str(i), spec, args.trials, args.epochs, overrides), "seed": seed}
+            except SystemExit as e:  # the other searches go on, and their results are kept
+                return {"pruner": spec, "seed": seed, "error": str(e)}
 
-        runs = list(pool.map(one, range(len(searches))))
+        done = list(pool.map(one, range(len(searches))))
+    runs, failed = [r for r in done if "error" not in r], [r for r in done if "error" in r]
     add_ratios(runs)
-    return report({
+    result = report({
         "benchmark": "pruning", "trials": args.trials, "epochs": args.epochs, "overrides": args.overrides,
         "seeds": sorted({r["seed"] for r in runs}), "searches_at_once": args.jobs, "machine": cpu_name(),
         "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs,
-        "summary": summarise(runs),
+        "summary": summarise(runs), **({"failed": failed} if failed else {}),
     }, args.out)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(done)} searches failed (the others are in {args.out}); the first: "
+                         f"{failed[0]['error']}")
+    return result
 
 
 if __name__ == "__main__":

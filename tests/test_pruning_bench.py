@@ -94,3 +94,18 @@ def test_an_override_written_after_pruners_is_refused_before_any_search(monkeypa
     with pytest.raises(SystemExit, match=r"'hydra.sweeper.sampler.seed=2' names no pruner.*after '--'"):
         pruning.main(["--pruners", "none", "default", "hydra.sweeper.sampler.seed=2", "--out", str(tmp_path / "p.json")])
     pruning.check_specs(["none", "default", "toy_halving", "successive_halving:min_resource=20", "median"])  # all known
+
+
+def test_a_failed_search_keeps_the_others_results(monkeypatch, tmp_path):
+    def search(folder, spec, trials, epochs, overrides):
+        if spec == "median":
+            raise SystemExit("the median search failed:\nboom")
+        return {k: v for k, v in run("none", 0).items() if k != "seed"}
+
+    monkeypatch.setattr(pruning, "search", search)
+    out = tmp_path / "p.json"
+    with pytest.raises(SystemExit, match=r"(?s)1 of 2 searches failed.*boom"):
+        pruning.main(["--pruners", "none", "median", "--out", str(out), "--jobs", "2"])
+    result = json.loads(out.read_text())
+    assert [r["pruner"] for r in result["runs"]] == ["none"] and result["runs"][0]["epochs_trained"] == 2000
+    assert [f["pruner"] for f in result["failed"]] == ["median"] and "boom" in result["failed"][0]["error"]
