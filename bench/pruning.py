@@ -134,9 +134,14 @@ def default_pruner() -> str:
     return f"{name}:{keys}" if keys else name
 
 
+def is_seed(override: str) -> bool:
+    """Whether ``override`` sets the sampler seed (``hydra.sweeper.sampler.seed=...``, ``+`` or not)."""
+    return override.split("=", 1)[0].lstrip("+") == SEED_KEY
+
+
 def sampler_seed(overrides: List[str]) -> int:
     """The sampler seed a search with these overrides uses: its ``hydra.sweeper.sampler.seed=`` or toy_optuna's."""
-    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == SEED_KEY]
+    given = [o.split("=", 1)[1] for o in overrides if is_seed(o)]
     return int(given[-1]) if given else int(toy_optuna_sweeper().sampler.seed)
 
 
@@ -174,7 +179,7 @@ def combine(files: List[Path]) -> dict:
     The searches must be comparable: the same trials, epochs and overrides apart from the sampler seed.
     """
     results = [json.loads(Path(f).read_text()) for f in files]
-    same = {(r["trials"], r["epochs"], tuple(sorted(o for o in r["overrides"] if not o.startswith(SEED_KEY))))
+    same = {(r["trials"], r["epochs"], tuple(sorted(o for o in r["overrides"] if not is_seed(o))))
             for r in results}
     if len(same) > 1:
         raise SystemExit(f"--combine: these files searched differently (trials, epochs, overrides): {sorted(same)}")
@@ -187,11 +192,12 @@ def combine(files: List[Path]) -> dict:
                 raise SystemExit(f"--combine: {run['pruner']} with seed {run['seed']} is in two files")
             runs.append(run)
     return {"benchmark": "pruning", "trials": results[0]["trials"], "epochs": results[0]["epochs"],
-            "overrides": [o for o in results[0]["overrides"] if not o.startswith(SEED_KEY)],
+            "overrides": [o for o in results[0]["overrides"] if not is_seed(o)],
             "combined_from": [str(f) for f in files], "runs": runs, "summary": summarise(runs)}
 
 
 def report(result: dict, out: Path) -> dict:
+    """Write ``result`` to ``out`` as JSON and print a line per search and per summary row."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for run in result["runs"]:
@@ -211,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parser().parse_args(argv)
     if args.combine:
         return report(combine(args.combine), args.out)
-    if args.seeds and any(o.split("=", 1)[0].lstrip("+") == SEED_KEY for o in args.overrides):
+    if args.seeds and any(map(is_seed, args.overrides)):
         raise SystemExit(f"give the sampler seeds either as --seeds or as {SEED_KEY}=..., not both")
     check_specs(args.pruners)
     specs = ["none"] + [default_pruner() if s == "default" else s for s in args.pruners if s != "none"]
