@@ -145,6 +145,11 @@ def sampler_seed(overrides: List[str]) -> int:
     return int(given[-1]) if given else int(toy_optuna_sweeper().sampler.seed)
 
 
+def ratios(epochs_without: float, epochs: float, best_without: float, best: float) -> tuple:
+    """(how many times fewer epochs, best value relative to the one without pruning), rounded as reported."""
+    return round(epochs_without / max(1, epochs), 2), round(best / best_without, 4)
+
+
 def summarise(runs: List[dict]) -> List[dict]:
     """Per pruner, over the seeds searched both with it and without pruning: totals, means, ratios, goal."""
     plain = {r["seed"]: r for r in runs if r["pruner"] == "none"}
@@ -156,7 +161,7 @@ def summarise(runs: List[dict]) -> List[dict]:
         seeds = sorted(mine)
         epochs, plain_epochs = (sum(rs[s]["epochs_trained"] for s in seeds) for rs in (mine, plain))
         best, plain_best = (sum(rs[s]["best_val_mse"] for s in seeds) / len(seeds) for rs in (mine, plain))
-        epochs_ratio, best_ratio = round(plain_epochs / max(1, epochs), 2), round(best / plain_best, 4)
+        epochs_ratio, best_ratio = ratios(plain_epochs, epochs, plain_best, best)
         summary.append({"pruner": spec, "seeds": seeds, "epochs_trained": epochs, "epochs_trained_without": plain_epochs,
                         "mean_best_val_mse": best, "mean_best_val_mse_without": plain_best,
                         "epochs_ratio": epochs_ratio, "best_val_mse_ratio": best_ratio,
@@ -169,8 +174,9 @@ def add_ratios(runs: List[dict]) -> None:
     plain = {r["seed"]: r for r in runs if r["pruner"] == "none"}
     for run in runs:
         if run["pruner"] != "none" and run["seed"] in plain:
-            run["epochs_ratio"] = round(plain[run["seed"]]["epochs_trained"] / max(1, run["epochs_trained"]), 2)
-            run["best_val_mse_ratio"] = round(run["best_val_mse"] / plain[run["seed"]]["best_val_mse"], 4)
+            without = plain[run["seed"]]
+            run["epochs_ratio"], run["best_val_mse_ratio"] = ratios(
+                without["epochs_trained"], run["epochs_trained"], without["best_val_mse"], run["best_val_mse"])
 
 
 def combine(files: List[Path]) -> dict:
