@@ -191,6 +191,7 @@ class SP500DatasetConfig:
     path: Optional[str] = None  # a .csv or .csv.gz file instead (absolute, or relative to root)
     download: bool = False  # fetch the Kaggle dataset with kagglehub when the file is missing
     price: Price = Price.high  # the price column used: open | high | low | close
+    extra_prices: List[Price] = field(default_factory=list)  # more of each day's prices as inputs, e.g. [open,low,close]
     plot_symbols: List[str] = field(default_factory=lambda: ["AMZN", "GOOGL"])  # drawn in daily_<price>.png; []: none
     seq_len: Optional[int] = 50  # days per sequence (sub-sequences); null: each whole series
     stride: Optional[int] = None  # days between window starts; null: seq_len (no overlap)

@@ -61,7 +61,7 @@ class Reconstruct:
         outputs = predict(test.x)
         metrics = {f"test_{k}": v.item() for k, v in self.losses(outputs, test).items()}
         if splits.unit is not None:  # each sequence back in its own units (its own scale)
-            diff = test.in_units(outputs.reconstruction[:, :, 0]) - test.in_units(test.x[:, :, 0])
+            diff = test.in_units(outputs.reconstruction) - test.in_units(test.x)
             mse = (diff**2).mean().item()
             unit = splits.unit.lower()
             metrics.update({f"test_mse_{unit}": mse, f"test_rmse_{unit}": mse**0.5})
@@ -219,12 +219,12 @@ class Predict(Reconstruct):
         windows (``baseline_test_[ar_]next_mse``) and on the forecast blocks."""
         x, target = splits.test.x, _next_values(splits.test)
         ar = self.linear_ar(splits)
-        ar_next = ar.predict_scaled(splits.test.x[..., 0])
+        ar_next = ar.predict_scaled(splits.test.x)
         results = {
             **super().baseline(splits),
             "baseline_test_pred_mse": F.mse_loss(x, target).item(),
             "baseline_test_next_mse": F.mse_loss(x[:, -1], target[:, -1]).item(),
-            "baseline_test_ar_next_mse": F.mse_loss(ar_next, target[:, -1, 0].double()).item(),
+            "baseline_test_ar_next_mse": F.mse_loss(ar_next, target[:, -1].double()).item(),
         }
         if splits.series is not None:
             blocks, context, _ = forecast_blocks(splits)
@@ -240,7 +240,7 @@ class Predict(Reconstruct):
         """The linear baseline: AR(``ar_order``; None: min(20, window)) fitted on the training windows only,
         scaled as the model sees them."""
         order = self.ar_order if self.ar_order is not None else min(DEFAULT_AR_ORDER, splits.seq_len)
-        return forecast.LinearAR.fit(splits.train.x[..., 0], splits.train.next_value[:, 0], order)
+        return forecast.LinearAR.fit(splits.train.x, splits.train.next_value, order)
 
     def test(self, splits: Splits, predict: Predictor) -> TestResult:
         result = super().test(splits, predict)
@@ -281,11 +281,11 @@ class Predict(Reconstruct):
             panels.append({
                 "title": f"{name} (test stock): the second half forecast from the first",
                 "lines": [
-                    ("truth", dates, blocks[i].numpy(), {"color": "black", "lw": 1.2}),
+                    ("truth", dates, blocks[i, :, 0].numpy(), {"color": "black", "lw": 1.2}),
                     ("one-step (true days in)", future, test.forecasts["onestep"][i].numpy(), {"color": "C0"}),
                     ("multi-step (forecasts fed back)", future, test.forecasts["multistep"][i].numpy(),
                      {"color": "C3", "ls": "--"}),
-                    ("persistence (last seen price)", future, blocks[i, context - 1].expand(len(future)).numpy(),
+                    ("persistence (last seen price)", future, blocks[i, context - 1, 0].expand(len(future)).numpy(),
                      {"color": "grey", "ls": ":"}),
                 ],
                 "mark": dates[context],
@@ -296,7 +296,7 @@ class Predict(Reconstruct):
 
 
 def forecast_blocks(splits: Splits) -> "tuple[torch.Tensor, int, List[tuple]]":
-    """Blocks of 2 x context days of every test series: (blocks (N, 2C) in data units, C, [(name, start day)])."""
+    """Blocks of 2 x context days of every test series: (blocks (N, 2C, m) in data units, C, [(name, start day)])."""
     series, days = splits.series, splits.series.shape[1]
     context = min(splits.seq_len, days // 2)
     starts = list(range(0, days - 2 * context + 1, 2 * context))

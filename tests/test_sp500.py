@@ -61,7 +61,28 @@ def test_each_window_is_scaled_by_its_own_days_only(csv):
     nxt = table[symbol].to_numpy()[start + 10]
     lo, span = s.test.offset[1].item(), s.test.scale[1].item()
     assert s.test.next_value[1, 0].item() == pytest.approx((nxt - lo) / span, rel=1e-5)
-    assert torch.equal(s.series[s.series_names.index(symbol)], torch.tensor(table[symbol].to_numpy()))
+    assert torch.equal(s.series[s.series_names.index(symbol), :, 0], torch.tensor(table[symbol].to_numpy()))
+
+
+def test_extra_prices_are_more_channels_of_one_scaling(csv):
+    """dataset.extra_prices: each day holds the price, then the extra columns, all scaled by the
+    window's one min and max, so every channel goes back to USD with the same offset and scale."""
+    s = load_sp500(path=str(csv), seq_len=10, stride=5, extra_prices=["low", "close"])
+    assert s.num_features == 3 and s.train.next_value.shape == (len(s.train), 3) and s.series.shape[2] == 3
+    x = s.test.x
+    assert torch.allclose(x.amin((1, 2)), torch.zeros(len(x))) and torch.allclose(x.amax((1, 2)), torch.ones(len(x)))
+    assert (x[..., 1] < x[..., 0]).all()  # the low below the high: one scale for both
+    df = pd.read_csv(csv)
+    symbol, start = s.group_names[int(s.test.group[1])], int(s.test.start[1])
+    usd = s.test[1:2].in_units(x[1:2])[0]
+    for c, column in enumerate(["high", "low", "close"]):
+        prices = df.pivot(index="date", columns="symbol", values=column)[symbol].to_numpy()
+        assert np.allclose(usd[:, c].numpy(), prices[start : start + 10], rtol=1e-6), column
+        assert torch.equal(s.series[s.series_names.index(symbol), :, c], torch.tensor(prices))
+    one = load_sp500(path=str(csv), seq_len=10, stride=5)
+    assert torch.equal(one.test.group, s.test.group)  # the same stocks and windows
+    with pytest.raises(ConfigError, match="repeats a column"):
+        load_sp500(path=str(csv), seq_len=10, extra_prices=["close", "high"])
 
 
 def test_changing_the_future_changes_no_earlier_window(tmp_path):
@@ -162,7 +183,7 @@ def window_max(x):
 
 
 def test_multi_step_feeds_back_its_own_forecasts():
-    series = torch.tensor([[1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 1.0, 0.0]])
+    series = torch.tensor([[1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 1.0, 0.0]]).unsqueeze(-1)
     context = 4
     blind = series.clone()
     blind[:, context:] = float("nan")  # the second half is never read
@@ -180,20 +201,40 @@ def test_multi_step_feeds_back_its_own_forecasts():
 
 def test_linear_ar_recovers_a_linear_rule_in_window_units():
     g = torch.Generator().manual_seed(0)
-    windows = torch.rand(300, 6, generator=g)
+    windows = torch.rand(300, 6, 1, generator=g)
     windows[:, 0], windows[:, 1] = 0.0, 1.0  # scaled windows span [0, 1], as the data's do
     targets = 0.1 + 0.3 * windows[:, -2] + 0.5 * windows[:, -1]
     ar = forecast.LinearAR.fit(windows, targets, order=2)
-    assert ar.order == 2 and ar.weights.tolist() == pytest.approx([0.3, 0.5]) and ar.bias == pytest.approx(0.1)
+    assert ar.order == 2 and ar.weights[:, 0].tolist() == pytest.approx([0.3, 0.5]) and ar.bias.item() == pytest.approx(0.1)
     # in prices: each window scaled by its own min and max, forecast, scaled back
     prices = 50.0 + 20.0 * windows[:4].double()
-    assert ar(prices).tolist() == pytest.approx((50.0 + 20.0 * targets[:4].double()).tolist())
+    assert ar(prices)[:, 0].tolist() == pytest.approx((50.0 + 20.0 * targets[:4, 0].double()).tolist())
     # one step and multi step go through the same forecaster as the model's
     series = torch.cat([prices, prices], dim=1)
-    assert forecast.one_step(ar, series, 6)[:, 0].tolist() == pytest.approx(ar(prices).tolist())
-    assert forecast.multi_step(ar, series, 6)[:, 0].tolist() == pytest.approx(ar(prices).tolist())
+    assert forecast.one_step(ar, series, 6)[:, 0].tolist() == pytest.approx(ar(prices)[:, 0].tolist())
+    assert forecast.multi_step(ar, series, 6)[:, 0].tolist() == pytest.approx(ar(prices)[:, 0].tolist())
     with pytest.raises(ValueError, match="order 7 must be in 1 .. 6"):
         forecast.LinearAR.fit(windows, targets, order=7)
+
+
+def test_linear_ar_on_several_channels_reads_across_them_and_feeds_all_back():
+    """With extra prices the baseline is a vector AR: tomorrow's high from today's close, say; multi
+    step feeds every channel's forecast back."""
+    g = torch.Generator().manual_seed(0)
+    windows = torch.rand(400, 5, 2, generator=g)
+    windows[:, 0, 0], windows[:, 1, 0] = 0.0, 1.0
+    targets = torch.stack([0.2 + 0.7 * windows[:, -1, 1], 0.5 * windows[:, -1, 0]], dim=1)  # high <- close, close <- high
+    ar = forecast.LinearAR.fit(windows, targets, order=1)
+    assert ar.order == 1 and ar.weights.flatten().tolist() == pytest.approx([0.0, 0.5, 0.7, 0.0], abs=1e-6)
+    assert ar.bias.tolist() == pytest.approx([0.2, 0.0], abs=1e-6)
+    # multi step: day 1 from the true window, day 2 from day 1's forecast of both channels
+    prices = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.4, 0.6]]], dtype=torch.float64)
+    series = torch.cat([prices, torch.full((1, 2, 2), float("nan"), dtype=torch.float64)], dim=1)
+    first = ar(prices)[0]  # span 1, offset 0: (0.2 + 0.7 * 0.6, 0.5 * 0.4) = (0.62, 0.2)
+    assert first.tolist() == pytest.approx([0.62, 0.2])
+    second = ar(torch.cat([prices[:, 1:], first.view(1, 1, 2)], dim=1))[0, 0]
+    assert forecast.multi_step(ar, series, 5)[0].tolist() == pytest.approx([0.62, second.item()])
+    assert second.item() == pytest.approx(0.2 + 0.7 * 0.2)
 
 
 def test_the_ar_baseline_is_fitted_on_training_windows_only(csv):
@@ -252,6 +293,18 @@ def test_predict_run(csv, tmp_path):
     assert res["eval_precision"] == cfg.trainer.precision.value
     df = pd.read_csv(tmp_path / "metrics.csv")
     assert {"train_pred_mse", "val_pred_mse", "val_next_mse", "train_mse"} <= set(df.columns)
+
+
+def test_predict_run_with_extra_prices(csv, tmp_path):
+    """Four prices a day in, the high forecast and scored: the model reads m = 4, the AR baseline too."""
+    res, _ = run(csv, tmp_path, "task=predict", "dataset.plot_symbols=[]", "task.folds=null",
+                 "dataset.extra_prices=[open,low,close]")
+    weights = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=False)["model"]
+    assert weights["encoder.weight_ih_l0"].shape[1] == 4  # the encoder reads four prices a day
+    assert res["test_onestep_mse_usd"] > 0 and res["baseline_test_ar_onestep_mse_usd"] > 0
+    assert (tmp_path / "multistep.png").stat().st_size > 10_000
+    with pytest.raises(Exception, match="extra_prices"):
+        compose_cfg("snp500", ["dataset.extra_prices=[volume]"])
 
 
 def test_overview_figure_draws_the_chosen_symbols(csv, tmp_path):

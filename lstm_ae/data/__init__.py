@@ -47,8 +47,9 @@ class Split:
         return Split(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device) for f in fields(self)})
 
     def in_units(self, values: torch.Tensor) -> torch.Tensor:
-        """Scaled values (N, T) of these sequences back in data units (float64)."""
-        return values.double() * self.scale.unsqueeze(1) + self.offset.unsqueeze(1)
+        """Scaled values ((N, T) or (N, T, m)) of these sequences back in data units (float64)."""
+        shape = (-1,) + (1,) * (values.dim() - 1)
+        return values.double() * self.scale.view(shape) + self.offset.view(shape)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Splits:
     dates: Optional["pd.DatetimeIndex"] = None  # Split.start indexes this
     unit: Optional[str] = None  # the data's own unit (Split.offset/scale lead back to it), e.g. "USD"
     value_name: str = "value"  # what one value is, for axis labels (e.g. "daily high")
-    series: Optional[torch.Tensor] = None  # (S, days) whole series of the test groups, in data units
+    series: Optional[torch.Tensor] = None  # (S, days, m) whole series of the test groups, in data units
     series_names: Optional[List[str]] = None  # the S groups of ``series``
     overview: Optional["pd.DataFrame"] = None  # dates x names, in data units: drawn before training
 

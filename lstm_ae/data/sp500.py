@@ -14,6 +14,11 @@ shared data), or any ``.csv`` / ``.csv.gz`` given as ``path``; when it is absent
   window is min-max scaled with the min and max of **its own days only** -- the days the model
   reads. The day after the window (the one-step target of the last position, ``next_value``) is
   scaled with the same numbers and never enters them, so it may fall outside [0, 1].
+
+A time step holds the day's ``price`` (channel 0: the series drawn, reconstructed in USD and
+forecast) and, with ``extra_prices``, more of the same day's prices (e.g. open, low, close: m = 4).
+They share one scaling per window (the min and max over all its prices), so USD = scaled * scale +
+offset holds for every channel and a close below the high stays below it.
 """
 from __future__ import annotations
 
@@ -126,9 +131,9 @@ def price_table(df: pd.DataFrame, price: str) -> pd.DataFrame:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_table(file: str, mtime_ns: int, price: str) -> pd.DataFrame:
-    """The price table of a file, read and validated once per process."""
-    return price_table(read_prices(file), price)
+def _cached_prices(file: str, mtime_ns: int) -> pd.DataFrame:
+    """The rows of a file, read and validated once per process."""
+    return read_prices(file)
 
 
 def complete_stocks(table: pd.DataFrame) -> List[str]:
@@ -160,10 +165,13 @@ def window_starts(days: int, seq_len: int, stride: int) -> np.ndarray:
 
 
 def scale_windows(x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
-    """Min-max scale each row of ``x`` (N, T) with its own min and max: (scaled, lo, span)."""
-    lo = x.min(dim=1, keepdim=True).values
-    span = (x.max(dim=1, keepdim=True).values - lo).clamp_min(1e-8)
-    return (x - lo) / span, lo, span
+    """Min-max scale each window of ``x`` ((N, T) or (N, T, m)) with its own min and max over all its
+    values: (scaled, lo, span), lo and span of shape (N,)."""
+    flat = x.reshape(len(x), -1)
+    lo = flat.min(dim=1).values
+    span = (flat.max(dim=1).values - lo).clamp_min(1e-8)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    return (x - lo.view(shape)) / span.view(shape), lo, span
 
 
 def load_sp500(
@@ -171,6 +179,7 @@ def load_sp500(
     path: Optional[str] = None,
     download: bool = False,
     price: Price | str = Price.high,
+    extra_prices: Sequence[Price | str] = (),
     plot_symbols: Sequence[str] = ("AMZN", "GOOGL"),
     seq_len: Optional[int] = 50,
     stride: Optional[int] = None,
@@ -180,14 +189,20 @@ def load_sp500(
 ) -> Splits:
     """Scaled windows of the complete stocks, split by stock (see the module docstring).
 
-    ``x``: (N, seq_len, 1) scaled prices; ``next_value``: (N, 1) the next day, scaled alike.
-    ``seq_len=None`` takes each whole series but its last day. Each window knows its stock
-    (``group``), its first day (``start``, into ``dates``) and its scaling (``offset``, ``scale``:
-    USD = scaled * scale + offset); ``series`` holds the test stocks' whole series in USD.
+    ``x``: (N, seq_len, m) scaled prices, ``price`` then ``extra_prices`` (m = 1 + their number);
+    ``next_value``: (N, m) the next day, scaled alike. ``seq_len=None`` takes each whole series but
+    its last day. Each window knows its stock (``group``), its first day (``start``, into ``dates``)
+    and its scaling (``offset``, ``scale``: USD = scaled * scale + offset); ``series`` (S, days, m)
+    holds the test stocks' whole series in USD. Only stocks with every column on every day are kept.
     ``overview`` holds the whole price series of ``plot_symbols`` (drawn before training).
     """
     price = Price(price).value
-    table = load_table(root, path, download, price)
+    columns = [price] + [Price(p).value for p in extra_prices]
+    if len(set(columns)) < len(columns):
+        raise ConfigError(f"dataset.extra_prices={columns[1:]} repeats a column (dataset.price is {price}); "
+                          f"name each of {', '.join(PRICES)} at most once, and not the price itself")
+    tables = [load_table(root, path, download, column) for column in columns]
+    table = tables[0]
     missing = [s for s in plot_symbols if s not in table.columns]
     if missing:
         raise DataError(
@@ -195,9 +210,9 @@ def load_sp500(
             f"e.g. {', '.join(list(table.columns[:5]))}); set dataset.plot_symbols=[...], or [] to draw none"
         )
     dates = table.index
-    symbols = complete_stocks(table)
+    symbols = sorted(set.intersection(*(set(complete_stocks(t)) for t in tables)))
     if not symbols:
-        raise DataError(f"no stock has a {price} price on all {len(dates)} days of the file")
+        raise DataError(f"no stock has its {'/'.join(columns)} price on all {len(dates)} days of the file")
     days = len(dates)
     if seq_len is None:
         seq_len = days - 1
@@ -214,17 +229,18 @@ def load_sp500(
     out: Dict[str, Split] = {}
     for name in ("train", "val", "test"):
         syms = sorted(parts[name])
-        series = torch.tensor(table[syms].to_numpy().T, dtype=torch.float64)  # (stocks, days)
-        win = torch.stack([series[:, s : s + seq_len + 1] for s in starts.tolist()], dim=1).reshape(-1, seq_len + 1)
+        series = torch.tensor(np.stack([t[syms].to_numpy().T for t in tables], axis=-1), dtype=torch.float64)
+        win = torch.stack([series[:, s : s + seq_len + 1] for s in starts.tolist()], dim=1)  # (stocks, windows, days, m)
+        win = win.reshape(-1, seq_len + 1, len(columns))
         scaled, lo, span = scale_windows(win[:, :-1])
-        nxt = (win[:, -1:] - lo) / span
+        nxt = (win[:, -1] - lo.unsqueeze(1)) / span.unsqueeze(1)
         out[name] = Split(
-            x=scaled.float().unsqueeze(-1),
+            x=scaled.float(),
             next_value=nxt.float(),
             group=torch.tensor([ids[s] for s in syms]).repeat_interleave(len(starts)),
             start=starts.repeat(len(syms)),
-            offset=lo.squeeze(1),
-            scale=span.squeeze(1),
+            offset=lo,
+            scale=span,
         )
         if name == "test":
             test_series, test_names = series, syms
@@ -236,4 +252,4 @@ def load_sp500(
 def load_table(root: Optional[str], path: Optional[str], download: bool, price: Price | str) -> pd.DataFrame:
     """Dates x symbols table of one price column of the file :func:`locate` finds."""
     file = locate(root, path, download)
-    return _cached_table(str(file.resolve()), file.stat().st_mtime_ns, Price(price).value)
+    return price_table(_cached_prices(str(file.resolve()), file.stat().st_mtime_ns), Price(price).value)
