@@ -50,6 +50,8 @@ FIGURES: Dict[str, List[tuple]] = {
                       ("reconstructions.png", "Reconstructions of the same model")],
     "sp500_forecast": [("prediction_loss.png", "Prediction loss per epoch (the day after each window)"),
                        ("multistep.png", "One-step vs multi-step prediction on test stocks")],
+    "sp500_forecast_ohlc": [("prediction_loss.png", "Prediction loss per epoch (the day after each window)"),
+                            ("multistep.png", "One-step vs multi-step prediction of the daily high on test stocks")],
 }
 # (metric, baselines, label) rows of each results table
 METRICS = [

@@ -66,6 +66,10 @@ EXPERIMENTS = [
     Experiment("sp500_forecast", "lstm_ae_snp500.py",
                ["task=predict", "task.pred_loss=last", "dataset.stride=1", "trainer.epochs=4", "task.folds=null"],
                SMOKE_SP, title="S&P 500: forecasting, trained on a window ending on every day"),
+    Experiment("sp500_forecast_ohlc", "lstm_ae_snp500.py",
+               ["task=predict", "task.pred_loss=last", "dataset.stride=1", "trainer.epochs=4", "task.folds=null",
+                "dataset.extra_prices=[open,low,close]"],
+               SMOKE_SP, title="S&P 500: forecasting the high from each day's open, high, low and close"),
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
