@@ -245,7 +245,7 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
     results = json.loads((folder / "results.json").read_text())
     task = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices.get("task", "")
-    doc.para(f"Run folder: {folder}")
+    doc.para(f"Run folder: {folder}. Command: {exp.shell_command}")
     doc.heading("Architecture", 3)
     doc.items(architecture(cfg, results, task, folder))
     doc.heading("Hyper-parameters", 3)
@@ -277,10 +277,11 @@ def summary_rows(folders: Dict[str, Path]) -> List[List[Any]]:
         if exp.sweep:
             df = pd.read_csv(folder / "summary.csv")
             best = df.sort_values("val_mse").iloc[0]
-            rows.append([exp.name, f"test MSE of the best of {len(df)} models on validation", best["test_mse"], ""])
+            rows.append([exp.name, f"test MSE of the best of {len(df)} models on validation", best["test_mse"], "",
+                         f"`{exp.shell_command}`"])
             continue
-        for label, model, baseline in results_rows(json.loads((folder / "results.json").read_text())):
-            rows.append([exp.name, label, model, baseline])
+        for i, (label, model, baseline) in enumerate(results_rows(json.loads((folder / "results.json").read_text()))):
+            rows.append([exp.name, label, model, baseline, "same run" if i else f"`{exp.shell_command}`"])
     return rows
 
 
@@ -308,7 +309,7 @@ def build(runs: Path, out: Path, overrides: Optional[Dict[str, Path]] = None) ->
     budget_table(doc, runs / "reproduce.csv")
     folders = {exp.name: overrides.get(exp.name) or runs / exp.name for exp in EXPERIMENTS}
     doc.heading("Summary")
-    doc.table(["experiment", "metric", "model", "baseline"], summary_rows(folders))
+    doc.table(["experiment", "metric", "model", "baseline", "command"], summary_rows(folders))
     found = {}
     for exp in EXPERIMENTS:
         folder = folders[exp.name]

@@ -22,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,11 @@ class Experiment:
     smoke: List[str] = field(default_factory=list)  # added for --budget smoke
     sweep: bool = False
     title: str = ""
+
+    @property
+    def shell_command(self) -> str:
+        """The one command that reruns this experiment by hand (as in the README's results table)."""
+        return " ".join(["python", self.script, *map(shlex.quote, self.args)])
 
 
 SMOKE_TOY = ["dataset.num_sequences=200", "model.hidden_size=8", "trainer.epochs=2"]

@@ -45,7 +45,10 @@ def test_report_has_every_section_and_figure(smoke):
             assert (tmp / "report" / "figures" / f"{exp.name}_{figure}").is_file()
     for needle in ["## Budget and wall time", "| total |", "## Summary", "| mnist_row_classify | test accuracy |",
                    "| toy_grid | test MSE of the best of", "### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
-                   "### Cross-validation folds", "row_vs_pixel_compare_accuracy.png"]:
+                   "### Cross-validation folds", "row_vs_pixel_compare_accuracy.png",
+                   "| `python lstm_ae_toy.py -m hparams_search=toy_grid` |", "Command: python lstm_ae_toy.py\n",
+                   "`python lstm_ae_snp500.py task=predict task.pred_loss=last dataset.stride=1 trainer.epochs=4 "
+                   "task.folds=null 'dataset.extra_prices=[open,low,close]'` |"]:
         assert needle in md, needle
     assert "Missing" not in md
     assert page.count("data:image/png;base64,") == md.count("![")  # every figure embedded
