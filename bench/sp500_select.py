@@ -66,9 +66,8 @@ def select(name: str, overrides: List[str], out: Path = OUT, run_dir: Optional[P
         raise SystemExit("bench.sp500_select needs one train/validation split: add task.folds=null")
     with validation_as_test(), tempfile.TemporaryDirectory() as tmp:
         results = train_and_test(cfg, run_dir or Path(tmp))
-    keys = [k for k in results if k.startswith(("test_onestep", "test_multistep", "baseline_test_"))]
-    record = {"name": name, "overrides": overrides, "scored_on": "validation stocks",
-              "ratios": ratios(results), "usd2": {k: results[k] for k in sorted(keys) if k.endswith("_usd")},
+    usd2 = {k: results[k] for k in sorted(results) if k.endswith(("onestep_mse_usd", "multistep_mse_usd"))}
+    record = {"name": name, "overrides": overrides, "scored_on": "validation stocks", "ratios": ratios(results), "usd2": usd2,
               "train_seconds": results.get("train_seconds"), "best_epoch": results.get("best_epoch")}
     records = json.loads(out.read_text()) if out.exists() else []
     out.parent.mkdir(parents=True, exist_ok=True)
