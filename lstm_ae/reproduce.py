@@ -20,9 +20,9 @@ import argparse
 import csv
 import os
 import platform
+import shlex
 import subprocess
 import sys
-import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +62,7 @@ EXPERIMENTS = [
                title="MNIST row by row: reconstruction + classification"),
     Experiment("mnist_pixel_classify", "lstm_ae_mnist.py",
                ["task=classify", "dataset.layout=pixel", "model.hidden_size=128", "model.chrono_t_max=100",
-                "task.recon_weight=1", "trainer.epochs=13"],  # head on h~_T; 42 min on 2 CPU cores
+                "task.recon_weight=1", "trainer.epochs=13"],  # head on h~_T; 42-50 min on 2 CPU cores (the VM's speed)
                ["dataset.limit=100", "dataset.val_size=20", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=50"],
                title="MNIST pixel by pixel: reconstruction + classification"),
     Experiment("sp500_reconstruct", "lstm_ae_snp500.py", ["task=reconstruct"], SMOKE_SP,
