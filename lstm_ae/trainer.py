@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import logging
 import math
 import os
@@ -221,6 +222,18 @@ class MetricsFile:
             self.file.close()
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_lstm() -> bool:
+    """Whether this CPU runs an LSTM under bf16 autocast: oneDNN's kernel needs AVX-512, and on an
+    AVX2-only CPU the forward pass raises "could not create a primitive descriptor"."""
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            nn.LSTM(1, 4, batch_first=True)(torch.zeros(1, 2, 1))
+        return True
+    except RuntimeError:
+        return False
+
+
 class Trainer:
     """Trains a model into ``run_dir`` with the settings of the ``trainer`` config group."""
 
@@ -228,6 +241,10 @@ class Trainer:
         self.run_dir, self.cfg = Path(run_dir), cfg
         self.device = resolve_device(cfg.device, job)  # job: a multirun job's number (one GPU per parallel job)
         self.precision = Precision(getattr(cfg.precision, "value", cfg.precision))
+        if self.precision is Precision.bf16 and self.device.type == "cpu" and not cpu_bf16_lstm():
+            log.warning("trainer.precision=bf16: this CPU (%s) has no bf16 LSTM kernel (oneDNN's needs AVX-512); "
+                        "training in fp32", torch.backends.cpu.get_cpu_capability())
+            self.precision = Precision.fp32
 
     # --------------------------------------------------------------- evaluation
     def autocast(self):
@@ -345,6 +362,8 @@ class Trainer:
                 clipped += norm > cfg.grad_clip
                 norms += norm
             opt.step()
+            if hasattr(model, "after_step"):  # a model's fixed weights, put back (LSTMAutoencoder's decoder clock)
+                model.after_step()
             if per_batch_sched is not None:
                 per_batch_sched.step()
             for k, v in parts.items():  # summed on the device: no host synchronisation per step

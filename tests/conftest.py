@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import lstm_ae.config  # noqa: F401  (registers the schemas and resolvers)
+from lstm_ae.trainer import cpu_bf16_lstm
 from lstm_ae.config import TrainerConfig
 from lstm_ae.data.mnist import FILES
 
@@ -31,6 +32,8 @@ CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+CPU_BF16 = cpu_bf16_lstm()  # an AVX2-only CPU has no bf16 LSTM kernel: the trainer falls back to fp32 there
+needs_cpu_bf16 = pytest.mark.skipif(not CPU_BF16, reason="this CPU has no bf16 LSTM kernel (oneDNN's needs AVX-512)")
 
 CPU = ["trainer.device=cpu", "trainer.progress=false"]
 # Small and fast: 100 sequences (60/20/20), hidden 8, one thread, on the CPU.

@@ -13,8 +13,9 @@ from lstm_ae.errors import TrainingDiverged
 from lstm_ae.experiment import scheduler_factory
 from lstm_ae.model import LSTMAutoencoder
 from lstm_ae.tasks import Classify, Reconstruct
+from lstm_ae.config import Precision
 from lstm_ae.trainer import AUTO_SHARDS_MIN_STEPS, Trainer
-from tests.conftest import compose_cfg, needs_cuda, trainer_cfg
+from tests.conftest import compose_cfg, needs_cpu_bf16, needs_cuda, trainer_cfg
 
 
 def fit(tmp_path, scheduler="none", epochs=3, lr=1e-2, task=None, overrides=(), **trainer_kw):
@@ -123,7 +124,8 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_epoch(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
 
 
-@pytest.mark.parametrize("precision,inside", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+@pytest.mark.parametrize("precision,inside", [pytest.param("bf16", torch.bfloat16, marks=needs_cpu_bf16),
+                                              ("fp32", torch.float32)])
 def test_precision_sets_the_forward_dtype_and_losses_stay_fp32(tmp_path, precision, inside):
     seen = {"forward": set(), "losses": set()}
 
@@ -140,6 +142,17 @@ def test_precision_sets_the_forward_dtype_and_losses_stay_fp32(tmp_path, precisi
     outputs = trainer.predict(model, torch.rand(3, 50, 1))
     assert seen["forward"] == {inside}  # training and evaluation forwards alike
     assert seen["losses"] == {torch.float32} and outputs.reconstruction.dtype == torch.float32
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_a_bf16_lstm(tmp_path, monkeypatch, caplog):
+    import lstm_ae.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_bf16_lstm", lambda: False)
+    with caplog.at_level("WARNING", logger="lstm_ae.trainer"):
+        trainer = Trainer(tmp_path, trainer_cfg(precision="bf16"))
+    assert trainer.precision is Precision.fp32 and "no bf16 LSTM kernel" in caplog.text
+    monkeypatch.setattr(trainer_module, "cpu_bf16_lstm", lambda: True)
+    assert Trainer(tmp_path, trainer_cfg(precision="bf16")).precision is Precision.bf16
 
 
 def test_predict_batches_at_eval_batch_size_and_matches_one_forward():
