@@ -77,6 +77,9 @@ class ModelConfig:
     init: LSTMInit = LSTMInit.default
     decoder_init: Optional[LSTMInit] = None  # the decoder's; null: as init
     chrono_t_max: Optional[int] = None  # null: the sequence length of the data
+    # periods of a counter in the decoder's first units, fixed (not trained): [28, 28] gives the
+    # decoder an image's (column, row) pixel by pixel; null: none (the assignment's plain decoder)
+    decoder_clock: Optional[List[int]] = None
 
 
 # ------------------------------------------------------------------------- optimizer
@@ -353,6 +356,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.num_layers", _int_at_least(1), "a positive integer"),
     ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("model.chrono_t_max", _optional(_int_at_least(2)), "an integer >= 2 or null"),
+    ("model.decoder_clock", _optional(lambda v: 1 <= len(v) <= 2 and all(_int_at_least(2)(p) for p in v)),
+     "one or two integers >= 2 (the clock's periods) or null"),
     ("model.num_classes", _optional(_int_at_least(2)), "an integer >= 2 or null"),
     ("optimizer.lr", _positive, "a positive number"),
     ("optimizer.weight_decay", _non_negative, "a non-negative number"),
@@ -411,6 +416,10 @@ def validate(cfg: DictConfig) -> None:
             ok = False
         if not ok:
             raise ConfigError(f"{key} must be {what}; got {value!r}")
+    model = cfg.get("model")
+    if model is not None and model.get("decoder_clock") and sum(model.decoder_clock) > model.hidden_size:
+        raise ConfigError(f"model.decoder_clock needs sum(periods) = {sum(model.decoder_clock)} of the decoder's "
+                          f"units; model.hidden_size is {model.hidden_size}: raise it or shorten the clock")
     ds, task = cfg.get("dataset"), cfg.get("task")
     if task is not None and task.get("ar_order") is not None and ds is not None and ds.get("seq_len") is not None:
         if task.ar_order > ds.seq_len:

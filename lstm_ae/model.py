@@ -61,6 +61,7 @@ class LSTMAutoencoder(nn.Module):
         chrono_t_max: Optional[int] = None,
         predict_next: bool = False,
         decoder_init: Optional[LSTMInit | str] = None,
+        decoder_clock: Optional[Sequence[int]] = None,
     ) -> None:
         super().__init__()
         dropout = dropout if num_layers > 1 else 0.0  # nn.LSTM warns on dropout with one layer
@@ -77,11 +78,46 @@ class LSTMAutoencoder(nn.Module):
                 if chrono_t_max is None:  # (its range is checked with the config)
                     raise ValueError("chrono initialisation needs chrono_t_max (the sequence length)")
                 chrono_init_(lstm, chrono_t_max)
+        self.clock_units = 0
+        if decoder_clock:
+            if not 1 <= len(decoder_clock) <= 2:
+                raise ValueError(f"model.decoder_clock takes one or two periods; got {list(decoder_clock)}")
+            if sum(decoder_clock) > hidden_size:
+                raise ValueError(f"model.decoder_clock needs sum(periods) = {sum(decoder_clock)} decoder units; "
+                                 f"model.hidden_size is {hidden_size}")
+            self.clock_units = clock_init_(self.decoder, decoder_clock)
+            self._clock = {n: getattr(self.decoder, n).detach().clone() for n in CLOCK_PARAMS}
+            self._clock_mask = torch.zeros(4 * hidden_size, 1, dtype=torch.bool)
+            for g in range(4):
+                self._clock_mask[g * hidden_size : g * hidden_size + self.clock_units] = True
+            for n in CLOCK_PARAMS:  # the clock's rows get no gradient: not trained, not in the clipped norm
+                getattr(self.decoder, n).register_hook(self._zero_clock_rows)
 
     def encode_steps(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
         """x -> (h_1..h_T of the top layer: (B, T, H), z = h_T: (B, H))."""
         steps, (h, _) = run_lstm(self.encoder, x)
         return steps, h[-1]
+
+    def _clock_fixed(self, device: torch.device) -> "tuple[torch.Tensor, dict]":
+        """(a (4H, 1) mask of the clock units' gate rows, their fixed weights) on ``device``."""
+        if self._clock_mask.device != device:
+            self._clock_mask = self._clock_mask.to(device)
+            self._clock = {n: t.to(device) for n, t in self._clock.items()}
+        return self._clock_mask, self._clock
+
+    def _zero_clock_rows(self, grad: torch.Tensor) -> torch.Tensor:
+        mask, _ = self._clock_fixed(grad.device)
+        return grad.masked_fill(mask if grad.dim() == 2 else mask[:, 0], 0.0)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Put the decoder clock's weights back after an optimiser step (weight decay moves them)."""
+        if not self.clock_units:
+            return
+        for n in CLOCK_PARAMS:
+            param = getattr(self.decoder, n)
+            mask, fixed = self._clock_fixed(param.device)
+            param.copy_(torch.where(mask if param.dim() == 2 else mask[:, 0], fixed[n], param))
 
     def decode(self, z: torch.Tensor, steps: int) -> torch.Tensor:
         """z: (B, H) -> decoder hidden states h~_1..h~_T: (B, T, H). z is the input at every step."""
@@ -141,6 +177,43 @@ def chrono_init_(lstm: nn.LSTM, t_max: int) -> None:
         b_hh.zero_()
         b_ih[h : 2 * h] = b_f
         b_ih[0:h] = -b_f
+
+
+CLOCK_PARAMS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+@torch.no_grad()
+def clock_init_(lstm: nn.LSTM, periods: Sequence[int], weight: float = 8.0, bias: float = 3.0,
+                gate: float = 12.0, open_: float = 6.0) -> int:
+    """Make the first ``sum(periods)`` units of ``lstm``'s first layer a counter of the time step.
+
+    Each of the one or two periods p is a ring of p units, a shift register holding one hot unit
+    (h ~ +0.76, the others ~ -0.76): the first ring moves one unit per step, the second one unit
+    whenever the first wraps around, so periods (28, 28) count (column, row) of a 28 x 28 image
+    read pixel by pixel. The units read no input and nothing outside their rings; the rest of the
+    layer reads them. Returns the number of clock units.
+    """
+    if not 1 <= len(periods) <= 2:  # a third ring would need the AND of both faster rings' last units
+        raise ValueError(f"a clock of one or two periods; got {list(periods)}")
+    h = lstm.hidden_size
+    w_ih, w_hh, b_ih, b_hh = (getattr(lstm, n) for n in CLOCK_PARAMS)
+    start, carry = 0, None  # carry: the last unit of the previous (faster) ring
+    for p in periods:
+        ring = list(range(start, start + p))
+        for k, u in enumerate(ring):
+            i, f, g, o = (gate_ * h + u for gate_ in range(4))
+            for t in (w_ih, w_hh, b_ih, b_hh):
+                t[[i, f, g, o]] = 0
+            w_hh[g, ring[k - 1]] = weight  # copy the previous unit of the ring ...
+            b_ih[g] = bias if k == 0 else -bias  # ... with the first unit hot at the first step (h = 0)
+            b_ih[o] = open_
+            if carry is None:  # the fastest ring moves at every step: input gate open, forget gate shut
+                b_ih[i], b_ih[f] = open_, -open_
+            else:  # the slower ring moves (input open, forget shut) when the faster one's last unit is hot
+                w_hh[i, carry], w_hh[f, carry] = gate, -gate
+                b_ih[i], b_ih[f] = bias, -bias  # and at the first step, from h = 0
+        carry, start = ring[-1], start + p
+    return start
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -115,6 +115,9 @@ def test_unknown_key_fails_at_composition(compose_toy):
         ("model.dropout=1.0", "model.dropout"),
         ("dataset.split=[0.5,0.5,0.5]", "dataset.split"),
         ("dataset.dip_max=48", "dataset.dip_min/dip_max"),
+        ("model.decoder_clock=[28,1]", "model.decoder_clock"),
+        ("model.decoder_clock=[2,2,2]", "model.decoder_clock"),
+        ("model.decoder_clock=[28,28]", "model.decoder_clock"),  # 56 units; the toy's hidden_size is 40
     ],
 )
 def test_impossible_value_names_the_key(compose_toy, override, key):

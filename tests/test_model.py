@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from lstm_ae.model import LSTMAutoencoder, count_parameters
+from tests.conftest import needs_cpu_bf16
 
 
 def test_shapes_and_range():
@@ -60,6 +61,7 @@ def test_classifier_head(classify_from):
         torch.testing.assert_close(out.logits, model.classifier(h_dec[:, -1]))
 
 
+@needs_cpu_bf16
 def test_output_float_keeps_fp32_after_bf16_autocast():
     model = LSTMAutoencoder(input_size=1, hidden_size=8, num_classes=3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -96,6 +98,60 @@ def test_chrono_init_needs_a_horizon():
         LSTMAutoencoder(input_size=1, hidden_size=4, init="chrono")
 
 
+def _clock_reading(model, steps, periods):
+    """The (column, row, ...) the decoder's clock units show at each step: the hot unit of each ring."""
+    h = model.decode(torch.rand(2, model.hidden_size), steps)[0]
+    start, reading = 0, []
+    for p in periods:
+        reading.append(h[:, start : start + p].argmax(-1))
+        start += p
+    return reading
+
+
+def test_decoder_clock_counts_columns_and_rows_of_a_pixel_by_pixel_image():
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(input_size=1, hidden_size=64, init="chrono", chrono_t_max=784, decoder_clock=[28, 28])
+    assert model.clock_units == 56
+    col, row = _clock_reading(model, 784, [28, 28])
+    t = torch.arange(784)
+    assert torch.equal(col, t % 28) and torch.equal(row, t // 28)
+    (step,) = _clock_reading(LSTMAutoencoder(1, 8, decoder_clock=[5]), 12, [5])
+    assert torch.equal(step, torch.arange(12) % 5)  # one ring: the step modulo its period
+    col, row = _clock_reading(LSTMAutoencoder(1, 8, decoder_clock=[3, 2]), 12, [3, 2])
+    assert torch.equal(col, torch.arange(12) % 3) and torch.equal(row, torch.arange(12) // 3 % 2)  # wraps too
+
+
+def test_decoder_clock_is_not_trained_and_the_rest_is():
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(input_size=1, hidden_size=12, num_classes=3, decoder_clock=[4, 3])
+    before = {n: p.detach().clone() for n, p in model.decoder.named_parameters()}
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5)  # decay would move every weight
+    x = torch.rand(5, 12, 1)
+    for _ in range(3):
+        out = model(x)
+        loss = out.reconstruction.mean() + out.logits.logsumexp(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        g = model.decoder.weight_hh_l0.grad.view(4, 12, 12)
+        assert g[:, :7].abs().sum() == 0 and g[:, 7:].abs().sum() > 0  # the clock's rows get no gradient
+        opt.step()
+        model.after_step()  # as the trainer does after every step
+    for n, p in model.decoder.named_parameters():
+        rows = p.view(4, 12, -1)
+        if n.endswith("l0"):
+            assert torch.equal(rows[:, :7], before[n].view(4, 12, -1)[:, :7]), n  # the clock as initialised
+        assert not torch.equal(rows[:, 7:], before[n].view(4, 12, -1)[:, 7:]), n  # the other units trained
+    col, row = _clock_reading(model, 12, [4, 3])
+    assert torch.equal(col, torch.arange(12) % 4) and torch.equal(row, torch.arange(12) // 4)
+
+
+@pytest.mark.parametrize("periods", [[28, 28], [2, 2, 2]])
+def test_decoder_clock_needs_enough_units_and_at_most_two_periods(periods):
+    with pytest.raises(ValueError, match="decoder_clock"):
+        LSTMAutoencoder(input_size=1, hidden_size=50, decoder_clock=periods)
+
+
+@needs_cpu_bf16
 @pytest.mark.parametrize("layers", [1, 2])
 def test_narrow_input_is_padded_for_amx_under_bf16_and_changes_nothing(monkeypatch, layers):
     from lstm_ae import model as model_module
