@@ -87,9 +87,7 @@ class LSTMAutoencoder(nn.Module):
                                  f"model.hidden_size is {hidden_size}")
             self.clock_units = clock_init_(self.decoder, decoder_clock)
             self._clock = {n: getattr(self.decoder, n).detach().clone() for n in CLOCK_PARAMS}
-            self._clock_mask = torch.zeros(4 * hidden_size, 1, dtype=torch.bool)
-            for g in range(4):
-                self._clock_mask[g * hidden_size : g * hidden_size + self.clock_units] = True
+            self._clock_mask = gate_rows_mask(hidden_size, self.clock_units)
             for n in CLOCK_PARAMS:  # the clock's rows get no gradient: not trained, not in the clipped norm
                 getattr(self.decoder, n).register_hook(self._zero_clock_rows)
 
@@ -214,6 +212,14 @@ def clock_init_(lstm: nn.LSTM, periods: Sequence[int], weight: float = 8.0, bias
                 b_ih[i], b_ih[f] = bias, -bias  # and at the first step, from h = 0
         carry, start = ring[-1], start + p
     return start
+
+
+def gate_rows_mask(hidden_size: int, units: int) -> torch.Tensor:
+    """A (4H, 1) mask of the first ``units`` units' rows in each gate of an LSTM layer's weights."""
+    mask = torch.zeros(4 * hidden_size, 1, dtype=torch.bool)
+    for gate in range(4):
+        mask[gate * hidden_size : gate * hidden_size + units] = True
+    return mask
 
 
 def count_parameters(model: nn.Module) -> int:

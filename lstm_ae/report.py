@@ -41,6 +41,8 @@ FIGURES: Dict[str, List[tuple]] = {
                            ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
     "mnist_pixel_classify": [("reconstructions.png", "Test digits, reconstructions and predicted classes"),
                              ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
+    "mnist_pixel_clock": [("reconstructions.png", "Test digits, reconstructions and predicted classes"),
+                          ("loss.png", "Loss per epoch"), ("accuracy.png", "Accuracy per epoch")],
     "sp500_reconstruct": [("daily_high.png", "Daily high of AMZN and GOOGL"),
                           ("reconstructions.png", "Three test stocks and their reconstructions (USD)"),
                           ("loss.png", "Loss per epoch (the selected fold)")],

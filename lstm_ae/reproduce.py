@@ -48,6 +48,7 @@ class Experiment:
 
 SMOKE_TOY = ["dataset.num_sequences=200", "model.hidden_size=8", "trainer.epochs=2"]
 SMOKE_MNIST = ["dataset.limit=300", "dataset.val_size=50", "model.hidden_size=16", "trainer.epochs=1", "trainer.batch_size=64"]
+SMOKE_PIXEL = ["dataset.limit=100", "dataset.val_size=20", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=50"]
 SMOKE_FORECAST = ["model.hidden_size=8", "trainer.epochs=1"]  # the forecast experiments: one split, as in full
 SMOKE_SP = [*SMOKE_FORECAST, "task.folds=2"]  # the others keep their cross-validation, on 2 folds
 
@@ -64,8 +65,12 @@ EXPERIMENTS = [
     Experiment("mnist_pixel_classify", "lstm_ae_mnist.py",
                ["task=classify", "dataset.layout=pixel", "model.hidden_size=128", "model.chrono_t_max=100",
                 "task.recon_weight=1", "trainer.epochs=13"],  # head on h~_T; 42-50 min on 2 CPU cores (the VM's speed)
-               ["dataset.limit=100", "dataset.val_size=20", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=50"],
-               title="MNIST pixel by pixel: reconstruction + classification"),
+               SMOKE_PIXEL, title="MNIST pixel by pixel: reconstruction + classification"),
+    Experiment("mnist_pixel_clock", "lstm_ae_mnist.py",
+               ["task=classify", "dataset.layout=pixel", "model.hidden_size=128", "model.chrono_t_max=100",
+                "model.decoder_clock=[28,28]", "task.recon_weight=1", "trainer.epochs=35"],  # 153 s on an H100
+               [*SMOKE_PIXEL, "model.hidden_size=64"],  # the clock's 56 units
+               title="MNIST pixel by pixel, the decoder given a (column, row) clock: reconstruction + classification"),
     Experiment("sp500_reconstruct", "lstm_ae_snp500.py", ["task=reconstruct"], SMOKE_SP,
                title="S&P 500: reconstruction with cross-validation"),
     Experiment("sp500_predict", "lstm_ae_snp500.py", ["task=predict"], SMOKE_SP,
