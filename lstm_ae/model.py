@@ -80,8 +80,6 @@ class LSTMAutoencoder(nn.Module):
                 chrono_init_(lstm, chrono_t_max)
         self.clock_units = 0
         if decoder_clock:
-            if not 1 <= len(decoder_clock) <= 2:
-                raise ValueError(f"model.decoder_clock takes one or two periods; got {list(decoder_clock)}")
             if sum(decoder_clock) > hidden_size:
                 raise ValueError(f"model.decoder_clock needs sum(periods) = {sum(decoder_clock)} decoder units; "
                                  f"model.hidden_size is {hidden_size}")
@@ -192,7 +190,7 @@ def clock_init_(lstm: nn.LSTM, periods: Sequence[int], weight: float = 8.0, bias
     layer reads them. Returns the number of clock units.
     """
     if not 1 <= len(periods) <= 2:  # a third ring would need the AND of both faster rings' last units
-        raise ValueError(f"a clock of one or two periods; got {list(periods)}")
+        raise ValueError(f"model.decoder_clock takes one or two periods; got {list(periods)}")
     h = lstm.hidden_size
     w_ih, w_hh, b_ih, b_hh = (getattr(lstm, n) for n in CLOCK_PARAMS)
     start, carry = 0, None  # carry: the last unit of the previous (faster) ring
