@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from lstm_ae.data.mnist import load_mnist
-from lstm_ae.model import CLOCK_PARAMS, chrono_init_, clock_init_, gate_rows_mask
+from lstm_ae.model import HeldRows, chrono_init_, clock_init_
 
 OUT = Path(__file__).resolve().parent / "results" / "decoder_probe.json"
 
@@ -39,8 +40,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    import os
-
     splits = load_mnist(root=args.root or os.environ.get("LSTM_AE_DATA", "data"), layout="pixel")
     x, y = splits.train.x[..., 0], splits.train.labels
     xt, yt = splits.test.x[:500, :, 0], splits.test.labels[:500]
@@ -53,10 +52,7 @@ def main() -> None:
     if args.decoder == "clock":
         n = clock_init_(dec, [28, 28])
         if not args.trainable_clock:  # as LSTMAutoencoder does: the clock's rows get no gradient
-            mask = gate_rows_mask(h, n)
-            for name in CLOCK_PARAMS:
-                param = getattr(dec, name)
-                param.register_hook(lambda grad, m=mask: grad.masked_fill(m if grad.dim() == 2 else m[:, 0], 0.0))
+            HeldRows(dec, n)
     params = [*z.parameters(), *dec.parameters(), *out.parameters()]
     opt = torch.optim.Adam(params, lr=args.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps)

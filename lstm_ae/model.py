@@ -78,42 +78,23 @@ class LSTMAutoencoder(nn.Module):
                 if chrono_t_max is None:  # (its range is checked with the config)
                     raise ValueError("chrono initialisation needs chrono_t_max (the sequence length)")
                 chrono_init_(lstm, chrono_t_max)
-        self.clock_units = 0
+        self.clock_units, self._clock = 0, None
         if decoder_clock:
             if sum(decoder_clock) > hidden_size:
                 raise ValueError(f"model.decoder_clock needs sum(periods) = {sum(decoder_clock)} decoder units; "
                                  f"model.hidden_size is {hidden_size}")
             self.clock_units = clock_init_(self.decoder, decoder_clock)
-            self._clock = {n: getattr(self.decoder, n).detach().clone() for n in CLOCK_PARAMS}
-            self._clock_mask = gate_rows_mask(hidden_size, self.clock_units)
-            for n in CLOCK_PARAMS:  # the clock's rows get no gradient: not trained, not in the clipped norm
-                getattr(self.decoder, n).register_hook(self._zero_clock_rows)
+            self._clock = HeldRows(self.decoder, self.clock_units)  # not trained, not in the clipped norm
 
     def encode_steps(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
         """x -> (h_1..h_T of the top layer: (B, T, H), z = h_T: (B, H))."""
         steps, (h, _) = run_lstm(self.encoder, x)
         return steps, h[-1]
 
-    def _clock_fixed(self, device: torch.device) -> "tuple[torch.Tensor, dict]":
-        """(a (4H, 1) mask of the clock units' gate rows, their fixed weights) on ``device``."""
-        if self._clock_mask.device != device:
-            self._clock_mask = self._clock_mask.to(device)
-            self._clock = {n: t.to(device) for n, t in self._clock.items()}
-        return self._clock_mask, self._clock
-
-    def _zero_clock_rows(self, grad: torch.Tensor) -> torch.Tensor:
-        mask, _ = self._clock_fixed(grad.device)
-        return grad.masked_fill(mask if grad.dim() == 2 else mask[:, 0], 0.0)
-
-    @torch.no_grad()
     def after_step(self) -> None:
         """Put the decoder clock's weights back after an optimiser step (weight decay moves them)."""
-        if not self.clock_units:
-            return
-        for n in CLOCK_PARAMS:
-            param = getattr(self.decoder, n)
-            mask, fixed = self._clock_fixed(param.device)
-            param.copy_(torch.where(mask if param.dim() == 2 else mask[:, 0], fixed[n], param))
+        if self._clock is not None:
+            self._clock.restore()
 
     def decode(self, z: torch.Tensor, steps: int) -> torch.Tensor:
         """z: (B, H) -> decoder hidden states h~_1..h~_T: (B, T, H). z is the input at every step."""
@@ -212,12 +193,35 @@ def clock_init_(lstm: nn.LSTM, periods: Sequence[int], weight: float = 8.0, bias
     return start
 
 
-def gate_rows_mask(hidden_size: int, units: int) -> torch.Tensor:
-    """A (4H, 1) mask of the first ``units`` units' rows in each gate of an LSTM layer's weights."""
-    mask = torch.zeros(4 * hidden_size, 1, dtype=torch.bool)
-    for gate in range(4):
-        mask[gate * hidden_size : gate * hidden_size + units] = True
-    return mask
+class HeldRows:
+    """The first ``units`` units' gate rows of an LSTM's first layer (``CLOCK_PARAMS``), held at
+    their present values: a gradient hook zeroes their rows, and :meth:`restore` puts the values
+    back (after an optimiser step whose weight decay moved them)."""
+
+    def __init__(self, lstm: nn.LSTM, units: int) -> None:
+        h = lstm.hidden_size
+        rows = torch.zeros(4 * h, dtype=torch.bool)
+        for gate in range(4):
+            rows[gate * h : gate * h + units] = True
+        self.lstm = lstm
+        self.held = {}  # name -> (mask shaped for broadcasting, values), moved to the parameter's device once
+        for n in CLOCK_PARAMS:
+            param = getattr(lstm, n)
+            self.held[n] = (rows.view(-1, *[1] * (param.dim() - 1)), param.detach().clone())
+            param.register_hook(lambda grad, n=n: grad.masked_fill(self._on(n, grad.device)[0], 0.0))
+
+    def _on(self, name: str, device: torch.device) -> "tuple[torch.Tensor, torch.Tensor]":
+        mask, values = self.held[name]
+        if mask.device != device:  # once, not at every step: a copy to the GPU would wait for it
+            self.held[name] = mask, values = mask.to(device), values.to(device)
+        return mask, values
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for n in CLOCK_PARAMS:
+            param = getattr(self.lstm, n)
+            mask, values = self._on(n, param.device)
+            param.copy_(torch.where(mask, values, param))
 
 
 def count_parameters(model: nn.Module) -> int:

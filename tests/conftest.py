@@ -23,9 +23,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import lstm_ae.config  # noqa: F401  (registers the schemas and resolvers)
-from lstm_ae.trainer import cpu_bf16_lstm
 from lstm_ae.config import TrainerConfig
 from lstm_ae.data.mnist import FILES
+from lstm_ae.trainer import cpu_bf16_lstm
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
+from lstm_ae.config import Precision
 from lstm_ae.data import Split
 from lstm_ae.data.toy import load_toy
 from lstm_ae.errors import TrainingDiverged
 from lstm_ae.experiment import scheduler_factory
 from lstm_ae.model import LSTMAutoencoder
 from lstm_ae.tasks import Classify, Reconstruct
-from lstm_ae.config import Precision
 from lstm_ae.trainer import AUTO_SHARDS_MIN_STEPS, Trainer
 from tests.conftest import compose_cfg, needs_cpu_bf16, needs_cuda, trainer_cfg
 
