@@ -210,6 +210,7 @@ class ReconstructTaskConfig:
     num_examples: int = 3  # sequences drawn in examples.png
     num_reconstructions: int = 3  # test sequences drawn in reconstructions.png
     folds: Optional[int] = None  # k-fold cross-validation over stocks (dataset=sp500); null: one split
+    figures: bool = True  # false: no PNG figures (e.g. a large sweep's jobs); metrics, checkpoints as always
 
 
 @dataclass
@@ -225,6 +226,7 @@ class PredictTaskConfig:
     # the prediction loss over every position t of the window (all), or only the last, whose target
     # (the day after the window) is outside the window's min-max scaling, as in every forecast (last)
     pred_loss: PredLoss = PredLoss.all
+    figures: bool = True
 
 
 @dataclass
@@ -237,6 +239,7 @@ class ClassifyTaskConfig:
     class_weight: float = 1.0
     num_reconstructions: int = 3
     num_examples: int = 3
+    figures: bool = True
 
 
 # --------------------------------------------------------------------------- trainer
@@ -419,7 +422,8 @@ def validate(cfg: DictConfig) -> None:
     model = cfg.get("model")
     if model is not None and model.get("decoder_clock") and sum(model.decoder_clock) > model.hidden_size:
         raise ConfigError(f"model.decoder_clock needs sum(periods) = {sum(model.decoder_clock)} of the decoder's "
-                          f"units; model.hidden_size is {model.hidden_size}: raise it or shorten the clock")
+                          f"units; model.hidden_size is {model.hidden_size}: raise it, shorten the clock or turn it off "
+                          "(model.decoder_clock=null)")
     ds, task = cfg.get("dataset"), cfg.get("task")
     if task is not None and task.get("ar_order") is not None and ds is not None and ds.get("seq_len") is not None:
         if task.ar_order > ds.seq_len:

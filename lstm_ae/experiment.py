@@ -244,7 +244,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
     resume = cfg.trainer.resume is not None or (continue_job and _checkpoint_tag(run_dir) == fingerprint)
     splits = load_data(cfg, task)
     folds = group_folds(splits, task.folds) if task.folds is not None else None
-    if splits.overview is not None and len(splits.overview.columns):
+    if task.figures and splits.overview is not None and len(splits.overview.columns):
         plots.overview(run_dir / f"{splits.value_name.replace(' ', '_')}.png", splits.overview,
                        splits.value_name, splits.unit)
     cv: Dict[str, Any] = {}
@@ -276,7 +276,8 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if logger is not None:
         logger.finish(cfg, results, HydraConfig.get().overrides.task if HydraConfig.initialized() else ())
-    task.figures(run_dir, splits, test, fit.history)
+    if task.figures:
+        task.draw(run_dir, splits, test, fit.history)
     log.info(
         "best epoch %d: val_%s %.5f; test_%s %.5f; results in %s",
         fit.best_epoch, task.objective, results[f"val_{task.objective}"], task.objective,

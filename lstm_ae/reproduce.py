@@ -46,16 +46,16 @@ class Experiment:
         return " ".join(["python", self.script, *map(shlex.quote, self.args)])
 
 
-SMOKE_TOY = ["dataset.num_sequences=200", "model.hidden_size=8", "trainer.epochs=2"]
+SMOKE_TOY = ["dataset.num_sequences=200", "model.hidden_size=16", "trainer.epochs=2"]  # 16: the decoder clock's 15 units fit
 SMOKE_MNIST = ["dataset.limit=300", "dataset.val_size=50", "model.hidden_size=16", "trainer.epochs=1", "trainer.batch_size=64"]
-SMOKE_PIXEL = ["dataset.limit=100", "dataset.val_size=20", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=50"]
+SMOKE_PIXEL = ["dataset.limit=40", "dataset.val_size=10", "model.hidden_size=8", "trainer.epochs=1", "trainer.batch_size=30"]
 SMOKE_FORECAST = ["model.hidden_size=8", "trainer.epochs=1"]  # the forecast experiments: one split, as in full
 SMOKE_SP = [*SMOKE_FORECAST, "task.folds=2"]  # the others keep their cross-validation, on 2 folds
 
 EXPERIMENTS = [
     Experiment("toy", "lstm_ae_toy.py", [], SMOKE_TOY, title="Toy sequences: default run"),
     Experiment("toy_grid", "lstm_ae_toy.py", ["-m", "hparams_search=toy_grid"],
-               ["dataset.num_sequences=200", "trainer.epochs=1", "model.hidden_size=8,16", "optimizer.lr=0.01",
+               ["dataset.num_sequences=200", "trainer.epochs=1", "model.hidden_size=16,20", "optimizer.lr=0.01",
                 "trainer.grad_clip=1.0"],  # smoke: 2 of the grid's 8 jobs
                sweep=True, title="Toy sequences: grid search"),
     Experiment("mnist_row_reconstruct", "lstm_ae_mnist.py", ["task=reconstruct"], SMOKE_MNIST,

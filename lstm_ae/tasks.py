@@ -42,9 +42,11 @@ class Reconstruct:
     needs_labels, needs_next = False, False
     loss_label = "loss (MSE)"
 
-    def __init__(self, num_examples: int = 3, num_reconstructions: int = 3, folds: Optional[int] = None) -> None:
+    def __init__(self, num_examples: int = 3, num_reconstructions: int = 3, folds: Optional[int] = None,
+                 figures: bool = True) -> None:
         self.num_examples, self.num_reconstructions = num_examples, num_reconstructions
         self.folds = folds  # k-fold cross-validation over the dataset's groups (stocks), or None
+        self.figures = figures  # False: no PNG (a large sweep's jobs); metrics and checkpoints as always
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
         mse = F.mse_loss(out.reconstruction, batch.x)
@@ -67,7 +69,8 @@ class Reconstruct:
             metrics.update({f"test_mse_{unit}": mse, f"test_rmse_{unit}": mse**0.5})
         return TestResult(outputs, metrics)
 
-    def figures(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+    def draw(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        """The task's PNG figures, into ``run_dir`` (not called when ``figures`` is False)."""
         if splits.image_shape is not None:
             self._digit_figure(run_dir, splits, test.outputs)
         elif splits.dates is not None:
@@ -142,8 +145,8 @@ class Classify(Reconstruct):
     loss_label = "loss (weighted MSE + cross-entropy)"
 
     def __init__(self, recon_weight: float = 30.0, class_weight: float = 1.0, num_reconstructions: int = 3,
-                 num_examples: int = 3) -> None:
-        super().__init__(num_examples, num_reconstructions)
+                 num_examples: int = 3, figures: bool = True) -> None:
+        super().__init__(num_examples, num_reconstructions, figures=figures)
         self.recon_weight, self.class_weight = recon_weight, class_weight
 
     def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
@@ -157,8 +160,8 @@ class Classify(Reconstruct):
         return {**super().baseline(splits),
                 "baseline_test_accuracy": (splits.test.labels == majority).float().mean().item()}
 
-    def figures(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
-        super().figures(run_dir, splits, test, history)
+    def draw(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        super().draw(run_dir, splits, test, history)
         plots.curves(run_dir / "accuracy.png", history, {"train_accuracy": "train", "val_accuracy": "validation"},
                      ylabel="accuracy", title="Classification accuracy per epoch")
 
@@ -198,8 +201,8 @@ class Predict(Reconstruct):
 
     def __init__(self, recon_weight: float = 1.0, pred_weight: float = 1.0, num_reconstructions: int = 3,
                  num_forecasts: int = 3, num_examples: int = 3, folds: Optional[int] = None, ar_order: Optional[int] = None,
-                 pred_loss: PredLoss | str = PredLoss.all) -> None:
-        super().__init__(num_examples, num_reconstructions, folds)
+                 pred_loss: PredLoss | str = PredLoss.all, figures: bool = True) -> None:
+        super().__init__(num_examples, num_reconstructions, folds, figures)
         self.recon_weight, self.pred_weight, self.num_forecasts = recon_weight, pred_weight, num_forecasts
         self.ar_order = ar_order
         self.pred_loss = PredLoss(getattr(pred_loss, "value", pred_loss))
@@ -268,8 +271,8 @@ class Predict(Reconstruct):
             ylabel="prediction MSE (scaled units)", title="One-step prediction loss per epoch", log_y=True,
         )
 
-    def figures(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
-        super().figures(run_dir, splits, test, history)
+    def draw(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        super().draw(run_dir, splits, test, history)
         if test.forecasts is None:
             return
         blocks, context, index = forecast_blocks(splits)

@@ -17,7 +17,7 @@ from lstm_ae.callbacks import check_ray_address
 from lstm_ae.data.mnist import FILES
 from tests.conftest import HAS_CUDA, ROOT, run_in_process, sp500_root, write_fake_mnist
 
-TOY = ["trainer.epochs=1", "dataset.num_sequences=30", "model.hidden_size=4"]
+TOY = ["trainer.epochs=1", "dataset.num_sequences=30", "model.hidden_size=4", "model.decoder_clock=null"]
 
 
 def mnist_root(tmp, drop=None, truncate=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TOY, free_port, get_json, run_in_process
+from tests.conftest import NO_FIGURES, TINY_TOY, free_port, get_json, run_in_process
 
 BIN = Path(sys.executable).parent  # the commands of this environment
 DASHBOARD = BIN / "optuna-dashboard"
@@ -22,7 +22,7 @@ def study(tmp_path_factory):
     db = tmp / "toy.db"
     proc = run_in_process("lstm_ae_toy.py", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
                       "hydra.sweeper.study_name=toy_optuna",
-                      *[a for a in TINY_TOY if "hidden_size" not in a], "dataset.num_sequences=60", "trainer.epochs=1",
+                      *[a for a in TINY_TOY if "hidden_size" not in a], "dataset.num_sequences=60", "trainer.epochs=1", NO_FIGURES,
                       "model.hidden_size=choice(0,4,6)", "optimizer.lr=choice(0.01)", "trainer.grad_clip=choice(1.0)",
                       f"hydra.sweeper.storage=sqlite:///{db}",
                       f"hydra.sweep.dir={tmp / 'sweep'}")

@@ -1,12 +1,32 @@
 """python -m lstm_ae.reproduce --budget smoke runs every experiment; python -m lstm_ae.report builds the report."""
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from lstm_ae import report, reproduce
-from tests.conftest import sp500_root, write_fake_mnist
+from tests.conftest import run_in_process, sp500_root, write_fake_mnist
 
 pytestmark = pytest.mark.xdist_group("reproduce_smoke")  # its one run stays on one worker
+
+
+def first_fresh_then_in_process(real_run):
+    """reproduce's ``subprocess.run``: its first command in a fresh interpreter, as reproduce runs
+    them all; the others in this process (each fresh interpreter costs ~5 s of imports here)."""
+    calls = []
+
+    def run(cmd, cwd, env, **kwargs):
+        calls.append(cmd)
+        if len(calls) == 1:
+            return real_run(cmd, cwd=cwd, env=env, **kwargs)
+        assert cmd[0] == sys.executable
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LSTM_AE_DATA", env["LSTM_AE_DATA"])
+            return run_in_process(Path(cmd[1]).name, *cmd[2:])
+
+    return run
 
 
 @pytest.fixture(scope="session")  # made once, also when xdist interleaves other tests
@@ -15,7 +35,9 @@ def smoke(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reproduce")
     write_fake_mnist(tmp / "data", n_train=400, n_test=100)
     sp500_root(tmp, days=130)
-    status = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"), overrides=["trainer.device=cpu"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reproduce.subprocess, "run", first_fresh_then_in_process(subprocess.run))
+        status = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"), overrides=["trainer.device=cpu"])
     return tmp, status
 
 

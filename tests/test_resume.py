@@ -18,7 +18,7 @@ from lstm_ae.model import LSTMAutoencoder
 from lstm_ae.tasks import Reconstruct
 from lstm_ae.trainer import Trainer
 from lstm_ae.experiment import train_and_test
-from tests.conftest import ROOT, TINY_TOY, compose_cfg, run_in_process, trainer_cfg
+from tests.conftest import NO_FIGURES, ROOT, TINY_TOY, compose_cfg, run_in_process, trainer_cfg
 
 
 class Stop(Exception):
@@ -115,7 +115,7 @@ def test_resume_dir(tmp_path):
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path):
     """A real training process is killed with SIGKILL mid-run, resumed, and ends like an uninterrupted run
     (the uninterrupted and the resumed run in this process, the killed one in its own)."""
-    args = [*TINY_TOY, "dataset.num_sequences=1500", "trainer.epochs=12", "scheduler=cosine", "trainer.precision=fp32"]
+    args = [*TINY_TOY, NO_FIGURES, "dataset.num_sequences=1500", "trainer.epochs=12", "scheduler=cosine", "trainer.precision=fp32"]
     full = run_in_process("lstm_ae_toy.py", *args, f"hydra.run.dir={tmp_path / 'full'}")
     assert full.returncode == 0, full.stderr[-2000:]
 

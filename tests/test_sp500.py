@@ -295,6 +295,15 @@ def test_predict_run(csv, tmp_path):
     assert {"train_pred_mse", "val_pred_mse", "val_next_mse", "train_mse"} <= set(df.columns)
 
 
+def test_no_figures_when_told(csv, tmp_path):
+    """task.figures=false (a large sweep's jobs): not one PNG, not even the overview; the rest as always."""
+    res, _ = run(csv, tmp_path, "task=predict", "task.figures=false")
+    assert not list(tmp_path.rglob("*.png"))
+    for name in ["results.json", "metrics.csv", "folds.csv", "checkpoints/best.pt"]:
+        assert (tmp_path / name).is_file(), name
+    assert res["test_onestep_mse_usd"] > 0
+
+
 def test_predict_run_with_extra_prices(csv, tmp_path):
     """Four prices a day in, the high forecast and scored: the model reads m = 4, the AR baseline too."""
     res, _ = run(csv, tmp_path, "task=predict", "dataset.plot_symbols=[]", "task.folds=null",

@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 
 from lstm_ae.optuna_sweeper import objective_values
 from lstm_ae.sweep import TRIAL_ENV, collect
-from tests.conftest import ROOT, TINY_TOY, run_in_process, run_script
+from tests.conftest import NO_FIGURES, ROOT, TINY_TOY, run_in_process, run_script
 
-TINY = [*TINY_TOY, "trainer.epochs=1", "dataset.num_sequences=60"]
+TINY = [*TINY_TOY, "trainer.epochs=1", "dataset.num_sequences=60", NO_FIGURES]
 
 
 def test_basic_multirun_writes_sorted_summary(tmp_path):
@@ -131,7 +131,7 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 
 def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
     db = tmp_path / "s.db"
-    args = ["-m", "hparams_search=toy_optuna", *TINY_TOY, "dataset.num_sequences=600", "trainer.epochs=8",
+    args = ["-m", "hparams_search=toy_optuna", *TINY_TOY, NO_FIGURES, "dataset.num_sequences=600", "trainer.epochs=8",
             "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage=sqlite:///{db}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args, f"hydra.sweep.dir={tmp_path / 'a'}"],
@@ -188,7 +188,7 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     """SIGKILL a 4-job grid after its first job; the same command again skips that job, continues the
     interrupted one from its last.pt and runs the rest: summary.csv has all 4."""
     sweep = tmp_path / "grid"
-    args = ["-m", *TINY_TOY, "dataset.num_sequences=600", "trainer.epochs=8", "model.hidden_size=4,6",
+    args = ["-m", *TINY_TOY, NO_FIGURES, "dataset.num_sequences=600", "trainer.epochs=8", "model.hidden_size=4,6",
             "optimizer.lr=0.01,0.02", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args], cwd=ROOT, env=env,
