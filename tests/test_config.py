@@ -117,7 +117,7 @@ def test_unknown_key_fails_at_composition(compose_toy):
         ("dataset.dip_max=48", "dataset.dip_min/dip_max"),
         ("model.decoder_clock=[28,1]", "model.decoder_clock"),
         ("model.decoder_clock=[2,2,2]", "model.decoder_clock"),
-        ("model.decoder_clock=[28,28]", "model.decoder_clock"),  # 56 units; the toy's hidden_size is 40
+        ("model.decoder_clock=[28,28]", "model.decoder_clock"),  # 56 units; the toy's hidden_size is 48
     ],
 )
 def test_impossible_value_names_the_key(compose_toy, override, key):

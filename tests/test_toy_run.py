@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lstm_ae.config import validate
 from lstm_ae.experiment import build_model
 from lstm_ae.errors import ConfigError
 from lstm_ae.data.toy import load_toy
@@ -84,6 +85,15 @@ def test_input_size_mismatch_is_a_config_error():
     cfg = compose_cfg("toy", [*TINY_TOY, "model.input_size=2"])
     with pytest.raises(ConfigError, match="model.input_size=2"):
         build_model(cfg, load_toy(num_sequences=10), Reconstruct())
+
+
+def test_the_default_decoder_counts_the_50_steps():
+    """conf/toy.yaml: the decoder's first 15 units are the (t mod 10, t div 10) clock; a hidden size
+    too small for it is one error that says how to turn it off."""
+    model = build_model(compose_cfg("toy"), load_toy(num_sequences=10), Reconstruct())
+    assert model.clock_units == 15 and model.decoder.hidden_size == 48
+    with pytest.raises(ConfigError, match=r"turn it off \(model\.decoder_clock=null\)"):
+        validate(compose_cfg("toy", ["model.hidden_size=8"]))
 
 
 def test_help_lists_groups_and_options():
