@@ -129,6 +129,15 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert ("model.hidden_size must be a positive integer" in reasons) or ("loss became" in reasons)
 
 
+def _count(folder, pattern):
+    """Paths matching ``pattern`` under ``folder``, which a starting sweep makes, removes (its
+    writability check) and makes again: a glob can find it gone between its own two looks."""
+    try:
+        return len(list(folder.glob(pattern)))
+    except FileNotFoundError:
+        return 0
+
+
 def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
     db = tmp_path / "s.db"
     args = ["-m", "hparams_search=toy_optuna", *TINY_TOY, NO_FIGURES, "dataset.num_sequences=600", "trainer.epochs=8",
@@ -138,7 +147,7 @@ def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if len(list((tmp_path / "a").glob("*/results.json"))) >= 1 and len(list((tmp_path / "a").glob("*/.hydra"))) >= 2:
+        if _count(tmp_path / "a", "*/results.json") >= 1 and _count(tmp_path / "a", "*/.hydra") >= 2:
             break  # one trial done, the next one running
         time.sleep(0.05)
     assert proc.poll() is None, "the sweep ended before it could be killed"
