@@ -80,9 +80,6 @@ class LSTMAutoencoder(nn.Module):
                 chrono_init_(lstm, chrono_t_max)
         self.clock_units, self._clock = 0, None
         if decoder_clock:
-            if sum(decoder_clock) > hidden_size:
-                raise ValueError(f"model.decoder_clock needs sum(periods) = {sum(decoder_clock)} decoder units; "
-                                 f"model.hidden_size is {hidden_size}")
             self.clock_units = clock_init_(self.decoder, decoder_clock)
             self._clock = HeldRows(self.decoder, self.clock_units)  # not trained, not in the clipped norm
 
@@ -173,6 +170,9 @@ def clock_init_(lstm: nn.LSTM, periods: Sequence[int], weight: float = 8.0, bias
     if not 1 <= len(periods) <= 2:  # a third ring would need the AND of both faster rings' last units
         raise ValueError(f"model.decoder_clock takes one or two periods; got {list(periods)}")
     h = lstm.hidden_size
+    if sum(periods) > h:
+        raise ValueError(f"model.decoder_clock needs sum(periods) = {sum(periods)} decoder units; "
+                         f"model.hidden_size is {h}")
     w_ih, w_hh, b_ih, b_hh = (getattr(lstm, n) for n in CLOCK_PARAMS)
     start, carry = 0, None  # carry: the last unit of the previous (faster) ring
     for p in periods:
