@@ -185,6 +185,7 @@ class MnistDatasetConfig:
     seed: int = 0
     download: bool = False  # fetch with torchvision into root when the files are missing
     limit: Optional[int] = None  # keep only the first N images of each file (quick trials)
+    shift: int = 0  # training images moved by up to this many pixels each way (own draw per image and epoch); 0: off
 
 
 @dataclass
@@ -399,6 +400,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("dataset.val_size", _int_at_least(1), "a positive integer"),
     ("dataset.limit", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("dataset.shift", lambda v: 0 <= v <= 13, "an integer of pixels in [0, 13]"),
     ("dataset.num_sequences", _int_at_least(3), "an integer >= 3"),
     ("dataset.seq_len", _optional(_int_at_least(2)), "an integer >= 2 (or null where the dataset allows)"),
     ("dataset.dip_scale", _non_negative, "a non-negative number"),

@@ -20,7 +20,7 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -303,7 +303,7 @@ class Trainer:
             for epoch in range(state.epoch + 1, 1 if state.finished else cfg.epochs + 1):
                 t0, lr = time.perf_counter(), opt.param_groups[0]["lr"]
                 train_metrics = self._train_epoch(model, task, train, opt, sched if per_batch else None,
-                                                  batches, epoch, pool, shards)
+                                                  batches, epoch, pool, shards, splits.augment)
                 val_metrics = self.evaluate(model, task, val)
                 self._check_finite("training", train_metrics["loss"], epoch, opt)  # (on a GPU not every step is)
                 self._check_finite("validation", val_metrics["loss"], epoch, opt)
@@ -339,8 +339,11 @@ class Trainer:
         return state.result
 
     def _train_epoch(self, model: nn.Module, task: Any, train: Split, opt, per_batch_sched, batches, epoch: int,
-                     pool: Optional[ThreadPoolExecutor], shards: int) -> Dict[str, float]:
-        """One pass over ``train`` in a seeded random order; the epoch's mean of every loss part."""
+                     pool: Optional[ThreadPoolExecutor], shards: int,
+                     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None) -> Dict[str, float]:
+        """One pass over ``train`` in a seeded random order, each batch through ``augment`` (a
+        dataset's random transform, drawn from the same seeded generator) if there is one; the
+        epoch's mean of every loss part."""
         cfg = self.cfg
         model.train()
         order = torch.randperm(len(train), generator=batches).to(self.device)
@@ -353,6 +356,8 @@ class Trainer:
                    mininterval=0.5)
         for step in bar:
             batch = train[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+            if augment is not None:
+                batch = replace(batch, x=augment(batch.x, batches))
             opt.zero_grad(set_to_none=True)
             parts = self._forward_backward(model, task, batch, pool, shards)
             if (step + 1) % check_every == 0 or step + 1 == steps:  # stop before a bad step changes the weights

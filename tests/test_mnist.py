@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lstm_ae.compare import compare
-from lstm_ae.data.mnist import FILES, load_mnist
+from lstm_ae.config import validate
+from lstm_ae.data.mnist import FILES, load_mnist, random_shift
 from lstm_ae.errors import ConfigError, DataError
 from lstm_ae.experiment import train_and_test
 from tests.conftest import CPU, SHARED_DATA, compose_cfg, write_fake_mnist, write_idx
@@ -69,6 +70,32 @@ def test_validation_split_is_seeded(fake_root):
     b = load_mnist(root=str(fake_root), val_size=8, seed=1)
     c = load_mnist(root=str(fake_root), val_size=8, seed=2)
     assert torch.equal(a.val.x, b.val.x) and not torch.equal(a.val.x, c.val.x)
+
+
+def test_random_shift_moves_each_image_by_its_own_offset():
+    x = torch.zeros(64, 28, 28)
+    x[:, 14, 14] = 1.0  # one lit pixel in the middle of each image
+    y = random_shift(x, torch.Generator().manual_seed(0), max_shift=2, image_shape=(28, 28))
+    pos = y.reshape(64, -1).argmax(1)
+    dy, dx = pos // 28 - 14, pos % 28 - 14
+    assert torch.equal(y.sum(dim=(1, 2)), torch.ones(64))  # moved, not lost
+    assert dy.abs().max() == 2 and dx.abs().max() == 2
+    assert len(set(zip(dy.tolist(), dx.tolist()))) > 10  # each image its own of the 25 offsets
+    # the pixel layout gets the same moves from the same draw
+    pixel = random_shift(x.reshape(64, 784, 1), torch.Generator().manual_seed(0), 2, (28, 28))
+    assert torch.equal(pixel, y.reshape(64, 784, 1))
+    # vacated pixels are 0: a white image keeps all its pixels only where the offset is (0, 0)
+    white = random_shift(torch.ones(64, 28, 28), torch.Generator().manual_seed(0), 2, (28, 28))
+    assert torch.equal(white.sum(dim=(1, 2)) == 28 * 28, (dy == 0) & (dx == 0))
+
+
+def test_shift_is_the_loaders_training_augmentation(fake_root):
+    assert load_mnist(root=str(fake_root), val_size=8).augment is None
+    splits = load_mnist(root=str(fake_root), val_size=8, shift=3)
+    moved = splits.augment(splits.train.x, torch.Generator().manual_seed(0))
+    assert moved.shape == splits.train.x.shape and not torch.equal(moved, splits.train.x)
+    with pytest.raises(ConfigError, match=r"dataset\.shift"):
+        validate(compose_cfg("mnist", ["dataset.shift=14"]))
 
 
 def test_missing_file_names_it_and_the_fix(tmp_path):

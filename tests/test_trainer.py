@@ -1,6 +1,7 @@
 """The one training loop: schedulers, clipping, precision, best checkpoint, divergence, shards."""
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 
 import pandas as pd
@@ -27,6 +28,37 @@ def fit(tmp_path, scheduler="none", epochs=3, lr=1e-2, task=None, overrides=(), 
     result = trainer.fit(model, task or Reconstruct(), splits, partial(torch.optim.Adam, lr=lr),
                          scheduler_factory(cfg.scheduler))
     return result, pd.read_csv(tmp_path / "metrics.csv"), model
+
+
+class Recording(Reconstruct):
+    """Records, for each batch the loss sees, whether it trains and the batch's largest value."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def losses(self, out, batch):
+        self.seen.append((out.reconstruction.requires_grad, batch.x.abs().max().item()))
+        return super().losses(out, batch)
+
+
+def test_a_datasets_augment_transforms_training_batches_only(tmp_path):
+    splits = load_toy(num_sequences=40, seed=0)
+    rows = []
+
+    def augment(x, generator):  # draws from the trainer's seeded generator, like MNIST's shifts
+        rows.append(len(x))
+        return x * 0 + torch.rand(1, generator=generator) * 1e-3  # training sees near-constant sequences
+
+    task = Recording()
+    model = LSTMAutoencoder(1, 4)
+    Trainer(tmp_path, trainer_cfg(epochs=2, batch_size=8)).fit(
+        model, task, replace(splits, augment=augment), partial(torch.optim.Adam, lr=1e-2))
+    assert sum(rows) == 2 * len(splits.train)  # every training sequence, each epoch
+    train = [m for grad, m in task.seen if grad]
+    evaluation = [m for grad, m in task.seen if not grad]
+    assert len(train) == 2 * 3 and max(train) <= 1e-3  # 24 sequences in batches of 8, augmented
+    assert evaluation and min(evaluation) > 0.5  # validation reads the data itself
 
 
 class FlatValidation(Reconstruct):

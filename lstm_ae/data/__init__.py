@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,6 +67,9 @@ class Splits:
     series: Optional[torch.Tensor] = None  # (S, days, m) whole series of the test groups, in data units
     series_names: Optional[List[str]] = None  # the S groups of ``series``
     overview: Optional["pd.DataFrame"] = None  # dates x names, in data units: drawn before training
+    # a random transform of a training batch's x, drawn from the generator (MNIST's dataset.shift);
+    # the trainer applies it to every training batch, never to validation or test
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
 
     @property
     def num_features(self) -> int:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lstm_ae.config import Layout
 from lstm_ae.data import Split, Splits, default_root
@@ -75,12 +77,14 @@ def load_mnist(
     seed: int = 0,
     download: bool = False,
     limit: Optional[int] = None,
+    shift: int = 0,
 ) -> Splits:
     """Train/validation/test splits of MNIST; pixels scaled to [0, 1] (x / 255).
 
     ``val_size`` images are drawn (seeded) from the 60,000 training images for validation; the
     10,000 test images are only the test split. ``limit`` keeps the first images of each file
-    (for quick trials).
+    (for quick trials). ``shift`` > 0 moves each training image by its own random offset of up to
+    ``shift`` pixels each way, drawn anew for every batch (``Splits.augment``; data augmentation).
     """
     layout = Layout(layout)
     root_path = Path(root or default_root()).expanduser()
@@ -115,4 +119,17 @@ def load_mnist(
         test=to_split(arrays["test_images"], arrays["test_labels"]),
         num_classes=10,
         image_shape=(28, 28),
+        augment=partial(random_shift, max_shift=shift, image_shape=(28, 28)) if shift else None,
     )
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int,
+                 image_shape: "tuple[int, int]") -> torch.Tensor:
+    """Each image of ``x`` ((N, T, m): images of ``image_shape`` in either layout) moved by its own
+    (dy, dx), drawn uniformly from [-max_shift, max_shift] with ``generator``; vacated pixels are 0."""
+    n, (h, w), s = len(x), image_shape, max_shift
+    padded = F.pad(x.reshape(n, h, w), (s, s, s, s))
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=generator).to(x.device)
+    rows = dy[:, None, None] + torch.arange(h, device=x.device)[None, :, None]
+    cols = dx[:, None, None] + torch.arange(w, device=x.device)[None, None, :]
+    return padded[torch.arange(n, device=x.device)[:, None, None], rows, cols].reshape(x.shape)
