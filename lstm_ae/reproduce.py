@@ -63,12 +63,12 @@ EXPERIMENTS = [
     Experiment("mnist_row_classify", "lstm_ae_mnist.py", ["task=classify"], SMOKE_MNIST,
                title="MNIST row by row: reconstruction + classification"),
     Experiment("mnist_pixel_classify", "lstm_ae_mnist.py",
-               ["task=classify", "dataset.layout=pixel", "model.hidden_size=128", "model.chrono_t_max=100",
-                "task.recon_weight=1", "trainer.epochs=13"],  # head on h~_T; 42-50 min on 2 CPU cores (the VM's speed)
+               ["task=classify", "dataset.layout=pixel", "dataset.shift=0", "model.hidden_size=128",
+                "model.chrono_t_max=100", "task.recon_weight=1", "trainer.epochs=13"],  # head on h~_T; 42-50 min on 2 CPU cores (the VM's speed)
                SMOKE_PIXEL, title="MNIST pixel by pixel: reconstruction + classification"),
     Experiment("mnist_pixel_clock", "lstm_ae_mnist.py",
-               ["task=classify", "dataset.layout=pixel", "model.hidden_size=128", "model.chrono_t_max=100",
-                "model.decoder_clock=[28,28]", "task.recon_weight=1", "trainer.epochs=35"],  # 153 s on an H100
+               ["task=classify", "dataset.layout=pixel", "dataset.shift=0", "model.hidden_size=128",
+                "model.chrono_t_max=100", "model.decoder_clock=[28,28]", "task.recon_weight=1", "trainer.epochs=35"],  # 153 s on an H100
                [*SMOKE_PIXEL, "model.hidden_size=64"],  # the clock's 56 units
                title="MNIST pixel by pixel, the decoder given a (column, row) clock: reconstruction + classification"),
     Experiment("sp500_reconstruct", "lstm_ae_snp500.py", ["task=reconstruct"], SMOKE_SP,
