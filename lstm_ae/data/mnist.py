@@ -101,10 +101,11 @@ def load_mnist(
             raise DataError(f"MNIST {part} files disagree: {n_img} images but {n_lab} labels in {raw}")
     if limit:
         arrays = {k: v[:limit] for k, v in arrays.items()}
+    h, w = image_shape = tuple(arrays["train_images"].shape[1:])  # 28 x 28, as the IDX header says
 
     def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
         x = torch.from_numpy(images.astype(np.float32) / 255.0)
-        x = x.reshape(len(x), 28, 28) if layout is Layout.row else x.reshape(len(x), 28 * 28, 1)
+        x = x.reshape(len(x), h, w) if layout is Layout.row else x.reshape(len(x), h * w, 1)
         return Split(x, labels=torch.from_numpy(labels.astype(np.int64)))
 
     n_train = len(arrays["train_images"])
@@ -118,8 +119,8 @@ def load_mnist(
         val=to_split(ti[val_idx], tl[val_idx]),
         test=to_split(arrays["test_images"], arrays["test_labels"]),
         num_classes=10,
-        image_shape=(28, 28),
-        augment=partial(random_shift, max_shift=shift, image_shape=(28, 28)) if shift else None,
+        image_shape=image_shape,
+        augment=partial(random_shift, max_shift=shift, image_shape=image_shape) if shift else None,
     )
 
 
