@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import shlex
@@ -116,21 +117,38 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine() -> Dict[str, str]:
+def ran_on_gpu(folder: Path) -> bool:
+    """Whether the run (a sweep: any job) in ``folder`` trained on a GPU, by its ``results.json``'s ``device``."""
+    for path in [folder / "results.json", *sorted(folder.glob("*/results.json"))]:
+        try:
+            if str(json.loads(path.read_text()).get("device", "")).startswith("cuda"):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def machine(gpu: bool = True) -> Dict[str, str]:
+    """The CPU, and the GPU where ``gpu`` and one is visible; the CPU count and torch's version."""
     import torch  # only here: the launcher itself needs no torch
 
-    gpu = f" + {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return {"machine": cpu_name() + gpu, "cpus": str(os.cpu_count()), "torch": torch.__version__}
+    name = f" + {torch.cuda.get_device_name(0)}" if gpu and torch.cuda.is_available() else ""
+    return {"machine": cpu_name() + name, "cpus": str(os.cpu_count()), "torch": torch.__version__}
 
 
-def record(ledger: Path, name: str, status: str, seconds: float) -> None:
-    """Write (or replace) the ledger row of experiment ``name``; rows of other experiments stay."""
+def record(ledger: Path, name: str, status: str, seconds: float, folder: Optional[Path] = None) -> None:
+    """Write (or replace) the ledger row of experiment ``name``; rows of other experiments stay.
+
+    The machine names the GPU only if the run in ``folder`` trained on one (``trainer.device=cpu`` on a
+    GPU machine is a CPU run); without a folder, whenever one is visible.
+    """
     rows = {}
     if ledger.exists():
         with open(ledger, newline="") as f:
             rows = {r["experiment"]: r for r in csv.DictReader(f)}
     rows[name] = {"experiment": name, "status": status, "wall_seconds": f"{seconds:.1f}",
-                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **machine()}
+                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  **machine(gpu=folder is None or ran_on_gpu(folder))}
     ledger.parent.mkdir(parents=True, exist_ok=True)
     with open(ledger, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEDGER_FIELDS)
@@ -168,7 +186,7 @@ def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only:
         (folder.parent / f"{exp.name}.log").write_text(proc.stdout + proc.stderr)
         ok = proc.returncode == 0 and is_complete(folder, exp.sweep)
         status[exp.name] = {"status": "done" if ok else "failed", "seconds": round(seconds, 1), "folder": str(folder)}
-        record(out / budget / LEDGER, exp.name, status[exp.name]["status"], seconds)
+        record(out / budget / LEDGER, exp.name, status[exp.name]["status"], seconds, folder)
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
         print(f"[{i}/{len(chosen)}] {exp.name}: {'done' if ok else 'FAILED: ' + last[0]} in {seconds:.0f} s", flush=True)
     done = sum(s["status"] != "failed" for s in status.values())

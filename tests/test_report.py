@@ -56,6 +56,29 @@ def test_smoke_budget_runs_every_experiment(smoke, capsys):
     assert (ledger["cpus"] >= 1).all() and ledger["torch"].str.startswith("2.").all()
 
 
+def test_ledger_names_the_gpu_only_for_runs_that_trained_on_it(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, on any machine
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
+    runs = {"toy": "results.json", "mnist_row_classify": "results.json", "toy_grid": "3/results.json"}
+    devices = {"toy": "cpu", "mnist_row_classify": "cuda", "toy_grid": "cuda:0"}  # the ledger keeps known names
+    for name, rel in runs.items():
+        (tmp_path / name / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / rel).write_text(json.dumps({"device": devices[name]}))
+    ledger = tmp_path / "reproduce.csv"
+    for name in runs:
+        reproduce.record(ledger, name, "done", 1.0, tmp_path / name)
+    reproduce.record(ledger, "sp500_predict", "failed", 1.0)  # nothing to read: whatever is visible
+    machines = pd.read_csv(ledger).set_index("experiment")["machine"]
+    assert not machines["toy"].endswith("Fake GPU"), machines["toy"]
+    assert machines["mnist_row_classify"].endswith(" + Fake GPU") and machines["toy_grid"].endswith(" + Fake GPU")
+    assert machines["sp500_predict"].endswith(" + Fake GPU")
+
+
 def test_report_has_every_section_and_figure(smoke):
     tmp, _ = smoke
     paths = report.build(tmp / "runs" / "smoke", tmp / "report")
