@@ -96,6 +96,10 @@ def test_report_has_every_section_and_figure(smoke):
                    "task.folds=null 'dataset.extra_prices=[open,low,close]'` |"]:
         assert needle in md, needle
     assert "Missing" not in md
+    import pandas as pd
+
+    compared = pd.read_csv(tmp / "report" / "compare" / "compare.csv")  # row by row beside both pixel runs
+    assert list(compared["run"]) == ["row by row", "pixel by pixel", "pixel by pixel (decoder clock)"]
     assert page.count("data:image/png;base64,") == md.count("![")  # every figure embedded
     pdf = paths["pdf"].read_bytes()
     pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
