@@ -119,15 +119,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def ran_on_gpu(folder: Path) -> bool:
-    """Whether the run (a sweep: any job) in ``folder`` trained on a GPU, by its ``results.json``'s ``device``."""
+def trained_on(folder: Path) -> Optional[str]:
+    """The ``device`` in the ``results.json`` of the run in ``folder`` (a sweep: its first job); None if none."""
     for path in [folder / "results.json", *sorted(folder.glob("*/results.json"))]:
         try:
-            if str(json.loads(path.read_text()).get("device", "")).startswith("cuda"):
-                return True
-        except (OSError, ValueError):
+            return str(json.loads(path.read_text())["device"])
+        except (OSError, ValueError, KeyError):
             continue
-    return False
+    return None
 
 
 def machine(gpu: bool = True) -> Dict[str, str]:
@@ -142,15 +141,16 @@ def record(ledger: Path, name: str, status: str, seconds: float, folder: Optiona
     """Write (or replace) the ledger row of experiment ``name``; rows of other experiments stay.
 
     The machine names the GPU only if the run in ``folder`` trained on one (``trainer.device=cpu`` on a
-    GPU machine is a CPU run); without a folder, whenever one is visible.
+    GPU machine is a CPU run); where no results say (no folder, a failed run), whenever one is visible.
     """
+    device = trained_on(folder) if folder is not None else None
     rows = {}
     if ledger.exists():
         with open(ledger, newline="") as f:
             rows = {r["experiment"]: r for r in csv.DictReader(f)}
     rows[name] = {"experiment": name, "status": status, "wall_seconds": f"{seconds:.1f}",
                   "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  **machine(gpu=folder is None or ran_on_gpu(folder))}
+                  **machine(gpu=device is None or device.startswith("cuda"))}
     ledger.parent.mkdir(parents=True, exist_ok=True)
     with open(ledger, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEDGER_FIELDS)

@@ -73,10 +73,11 @@ def test_ledger_names_the_gpu_only_for_runs_that_trained_on_it(tmp_path, monkeyp
     for name in runs:
         reproduce.record(ledger, name, "done", 1.0, tmp_path / name)
     reproduce.record(ledger, "sp500_predict", "failed", 1.0)  # nothing to read: whatever is visible
+    reproduce.record(ledger, "sp500_forecast", "failed", 1.0, tmp_path / "no_results")  # the same
     machines = pd.read_csv(ledger).set_index("experiment")["machine"]
     assert not machines["toy"].endswith("Fake GPU"), machines["toy"]
     assert machines["mnist_row_classify"].endswith(" + Fake GPU") and machines["toy_grid"].endswith(" + Fake GPU")
-    assert machines["sp500_predict"].endswith(" + Fake GPU")
+    assert machines["sp500_predict"].endswith(" + Fake GPU") and machines["sp500_forecast"].endswith(" + Fake GPU")
 
 
 def test_report_has_every_section_and_figure(smoke):
