@@ -106,6 +106,15 @@ class AdamWConfig(AdamConfig):
 
 
 @dataclass
+class MuonConfig(AdamConfig):
+    """Muon on the hidden weight matrices, Adam (these keys) on the rest (lstm_ae/optim.py)."""
+    _target_: str = "lstm_ae.optim.MuonAdam"
+    momentum: float = 0.95  # Muon's (a OneCycle schedule cycles it like Adam's beta1)
+    nesterov: bool = True
+    ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise each update
+
+
+@dataclass
 class SGDConfig(OptimizerConfig):
     _target_: str = "torch.optim.SGD"
     lr: float = 1e-2
@@ -278,7 +287,8 @@ class TensorBoardLoggerConfig:
 
 SCHEMAS = {
     "model": {"lstm_ae": ModelConfig},
-    "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
+    "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "muon": MuonConfig, "sgd": SGDConfig,
+                  "rmsprop": RMSpropConfig},
     "scheduler": {
         "none": NoSchedulerConfig,
         "cosine": CosineConfig,
@@ -366,6 +376,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optimizer.lr", _positive, "a positive number"),
     ("optimizer.weight_decay", _non_negative, "a non-negative number"),
     ("optimizer.momentum", _non_negative, "a non-negative number"),
+    ("optimizer.ns_steps", _int_at_least(1), "a positive integer"),
     ("trainer.epochs", _int_at_least(1), "a positive integer"),
     ("trainer.batch_size", _int_at_least(1), "a positive integer"),
     ("trainer.eval_batch_size", _int_at_least(1), "a positive integer"),

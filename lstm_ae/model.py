@@ -88,6 +88,13 @@ class LSTMAutoencoder(nn.Module):
         steps, (h, _) = run_lstm(self.encoder, x)
         return steps, h[-1]
 
+    def hidden_matrices(self) -> "list[nn.Parameter]":
+        """The weight matrices between hidden states (``optimizer=muon`` trains them with Muon,
+        lstm_ae/optim.py): every LSTM weight matrix but the encoder's first-layer input weights,
+        which read the data; not the output layer or the heads."""
+        return [p for lstm in (self.encoder, self.decoder) for name, p in lstm.named_parameters()
+                if name.startswith("weight_") and not (lstm is self.encoder and name == "weight_ih_l0")]
+
     def after_step(self) -> None:
         """Put the decoder clock's weights back after an optimiser step (weight decay moves them)."""
         if self._clock is not None:

@@ -33,6 +33,7 @@ from lstm_ae.config import Device, Precision, TrainerConfig
 from lstm_ae.data import Split, Splits
 from lstm_ae.errors import CheckpointError, ConfigError, TrainingDiverged
 from lstm_ae.model import AEOutput
+from lstm_ae.optim import param_groups
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ class Trainer:
         cfg = self.cfg
         model.to(self.device)
         train, val = splits.train.to(self.device), splits.val.to(self.device)
-        opt = optimizer(model.parameters())
+        opt = optimizer(param_groups(model))
         steps = math.ceil(len(train) / cfg.batch_size)
         sched = scheduler(opt, steps) if scheduler is not None else None
         per_batch = isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)

@@ -43,6 +43,7 @@ def test_toy_defaults_are_typed_and_sensible(compose_toy):
     [
         ("adam", "torch.optim.Adam"),
         ("adamw", "torch.optim.AdamW"),
+        ("muon", "lstm_ae.optim.MuonAdam"),
         ("sgd", "torch.optim.SGD"),
         ("rmsprop", "torch.optim.RMSprop"),
     ],

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from lstm_ae.model import LSTMAutoencoder, count_parameters
+from lstm_ae.optim import MuonAdam, param_groups
 from tests.conftest import needs_cpu_bf16
 
 
@@ -121,11 +122,12 @@ def test_decoder_clock_counts_columns_and_rows_of_a_pixel_by_pixel_image():
     assert torch.equal(col, torch.arange(12) % 3) and torch.equal(row, torch.arange(12) // 3 % 2)  # wraps too
 
 
-def test_decoder_clock_is_not_trained_and_the_rest_is():
+@pytest.mark.parametrize("optimizer", [torch.optim.AdamW, MuonAdam])
+def test_decoder_clock_is_not_trained_and_the_rest_is(optimizer):
     torch.manual_seed(0)
     model = LSTMAutoencoder(input_size=1, hidden_size=12, num_classes=3, decoder_clock=[4, 3])
     before = {n: p.detach().clone() for n, p in model.decoder.named_parameters()}
-    opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5)  # decay would move every weight
+    opt = optimizer(param_groups(model), lr=0.1, weight_decay=0.5)  # decay would move every weight
     x = torch.rand(5, 12, 1)
     for _ in range(3):
         out = model(x)

@@ -15,6 +15,7 @@ from lstm_ae.data.toy import load_toy
 from lstm_ae.errors import CheckpointError
 from lstm_ae.experiment import resume_dir
 from lstm_ae.model import LSTMAutoencoder
+from lstm_ae.optim import MuonAdam
 from lstm_ae.tasks import Reconstruct
 from lstm_ae.trainer import Trainer
 from lstm_ae.experiment import train_and_test
@@ -25,7 +26,10 @@ class Stop(Exception):
     pass
 
 
-def train(run_dir, epochs=4, stop_after=None, resume=False, **kw):
+ADAM = partial(torch.optim.Adam, lr=1e-2)
+
+
+def train(run_dir, epochs=4, stop_after=None, resume=False, optimizer=ADAM, **kw):
     torch.manual_seed(0)
     model = LSTMAutoencoder(1, 6, num_layers=2, dropout=0.3)  # dropout: the RNG state matters
     splits = load_toy(num_sequences=60, seed=0)
@@ -36,17 +40,18 @@ def train(run_dir, epochs=4, stop_after=None, resume=False, **kw):
             raise Stop
 
     sched = lambda opt, steps: torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, epochs=epochs, steps_per_epoch=steps)  # noqa: E731
-    fit = trainer.fit(model, Reconstruct(), splits, partial(torch.optim.Adam, lr=1e-2), sched, callbacks=[stop],
+    fit = trainer.fit(model, Reconstruct(), splits, optimizer, sched, callbacks=[stop],
                       resume=resume)
     return fit, model
 
 
-def test_resume_continues_exactly(tmp_path):
-    full, full_model = train(tmp_path / "full")
+@pytest.mark.parametrize("optimizer", [ADAM, partial(MuonAdam, lr=1e-2)], ids=["adam", "muon"])
+def test_resume_continues_exactly(tmp_path, optimizer):
+    full, full_model = train(tmp_path / "full", optimizer=optimizer)
     with pytest.raises(Stop):
-        train(tmp_path / "cut", stop_after=2)
+        train(tmp_path / "cut", stop_after=2, optimizer=optimizer)
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 2
-    resumed, resumed_model = train(tmp_path / "cut", resume=True)
+    resumed, resumed_model = train(tmp_path / "cut", resume=True, optimizer=optimizer)
     a, b = pd.read_csv(tmp_path / "full" / "metrics.csv"), pd.read_csv(tmp_path / "cut" / "metrics.csv")
     assert list(b["epoch"]) == [1, 2, 3, 4]  # appended, no duplicate rows
     cols = [c for c in a.columns if c != "seconds"]
