@@ -2,7 +2,10 @@
 
 Muon (Jordan et al. 2024; ``torch.optim.Muon``) replaces each update of a weight matrix by the
 nearest orthogonal matrix of its momentum, so every direction of the matrix moves at the same
-rate. It is meant for the weights between hidden states only; the input weights, the output
+rate. torch's computes that matrix in bf16, which a CPU without bf16 matrix units does ~7x slower
+than fp32 (5.5 against 0.8 ms for a 192 x 48 matrix on an AVX2-only EPYC, one thread: a third
+of the toy's update time); :class:`Muon` is torch's with the same iteration in the parameters'
+own precision. It is meant for the weights between hidden states only; the input weights, the output
 layer, the heads and all biases stay with Adam. Both take ``optimizer.lr`` and
 ``optimizer.weight_decay``: Muon's step is rescaled to the size of an Adam step
 (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025), so one learning rate and one schedule
@@ -13,6 +16,7 @@ its two groups alike.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
@@ -29,8 +33,40 @@ def param_groups(model: nn.Module) -> List[Dict[str, Any]]:
     return [g for g in ({"params": hidden, "hidden": True}, {"params": rest, "hidden": False}) if g["params"]]
 
 
+def orthogonalise(m: torch.Tensor, coefficients: Sequence[float], steps: int, eps: float) -> torch.Tensor:
+    """``m`` with its singular values pushed to ~1 (0.5-1.5) by torch.optim.Muon's quintic
+    Newton-Schulz iteration, in ``m``'s precision."""
+    tall = m.shape[0] > m.shape[1]
+    x = m.T if tall else m
+    x = x / x.norm().clamp(min=eps)  # spectral norm <= 1
+    a, b, c = coefficients
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Muon):
+    """torch.optim.Muon (its groups, checks and state) with the orthogonalisation in fp32, and
+    the step scaled to an Adam step's size (``adjust_lr_fn="match_rms_adamw"``) always."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.lerp_(p.grad, 1 - momentum)
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                update = orthogonalise(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(update, alpha=-lr * 0.2 * math.sqrt(max(p.shape)))
+
+
 class MuonAdam(torch.optim.Optimizer):
-    """``torch.optim.Muon`` on the groups flagged ``hidden``, ``torch.optim.Adam`` on the others.
+    """:class:`Muon` on the groups flagged ``hidden``, ``torch.optim.Adam`` on the others.
 
     One optimizer to the trainer, the learning-rate schedulers and the checkpoints:
     ``param_groups`` are the two optimizers' own groups (a scheduler sets their ``lr`` in place),
@@ -41,7 +77,7 @@ class MuonAdam(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, weight_decay: float = 0.0,
                  betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False,
                  fused: Optional[bool] = None, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, adjust_lr_fn: Optional[str] = "match_rms_adamw") -> None:
+                 ns_steps: int = 5) -> None:
         groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in params]
         if groups and not isinstance(groups[0], dict):
             groups = [{"params": groups}]
@@ -51,9 +87,8 @@ class MuonAdam(torch.optim.Optimizer):
                              "(hidden_matrices()); use optimizer=adam for this model")
         rest = [g for g in groups if not g.get("hidden")]
         betas = tuple(betas)
-        self.muon = torch.optim.Muon([dict(g, betas=(momentum, betas[1])) for g in hidden], lr=lr,
-                                     weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                                     ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+        self.muon = Muon([dict(g, betas=(momentum, betas[1])) for g in hidden], lr=lr, weight_decay=weight_decay,
+                         momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn="match_rms_adamw")
         self.adam = torch.optim.Adam(rest, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                      amsgrad=amsgrad, fused=fused) if rest else None
         super().__init__([p for g in groups for p in g["params"]], {"lr": lr, "betas": betas,

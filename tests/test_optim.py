@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lstm_ae.model import LSTMAutoencoder
-from lstm_ae.optim import MuonAdam, param_groups
+from lstm_ae.optim import MuonAdam, orthogonalise, param_groups
 from tests.conftest import TINY_TOY, run_in_process
 
 
@@ -35,7 +35,19 @@ def test_param_groups_put_the_hidden_matrices_first_and_everything_else_after():
     assert [g["hidden"] for g in param_groups(nn.Linear(2, 2))] == [False]  # no hidden_matrices(): one group
 
 
-def test_muon_adam_steps_exactly_as_torchs_muon_and_adam_side_by_side():
+def test_orthogonalise_gives_the_polar_factor_with_singular_values_near_one():
+    m = torch.randn(40, 12, generator=torch.Generator().manual_seed(0)) @ torch.diag(torch.logspace(-1, 1, 12))
+    o = orthogonalise(m, (3.4445, -4.775, 2.0315), steps=5, eps=1e-7)
+    u, _, vh = torch.linalg.svd(m, full_matrices=False)
+    s = torch.linalg.svdvals(o)
+    assert o.dtype == m.dtype and s.min() > 0.5 and s.max() < 1.5  # condition number 100 -> < 3
+    assert torch.nn.functional.cosine_similarity(o.flatten(), (u @ vh).flatten(), dim=0) > 0.95
+
+
+def test_muon_adam_steps_as_torchs_muon_and_adam_side_by_side(monkeypatch):
+    # torch's Muon orthogonalises in bf16, ours in the parameters' fp32: with torch's iteration run
+    # in fp32 too, the two must agree to the bit (momentum, Nesterov, weight decay, step size)
+    monkeypatch.setattr(torch.optim._muon, "_zeropower_via_newtonschulz", orthogonalise)
     ours, ref = _model(), _model()
     opt = MuonAdam(param_groups(ours), lr=0.01, weight_decay=0.1, betas=(0.9, 0.99))
     hidden, rest = param_groups(ref)
