@@ -114,7 +114,7 @@ def test_hparams_are_what_defines_the_run_and_its_overrides():
     overrides = ["model.hidden_size=8", "trainer.grad_clip=null", "dataset.num_sequences=60", "optimizer=sgd", "logger=csv",
                  "hydra.job.chdir=false"]
     flat = hparams(compose_cfg("toy", overrides[:-1]), overrides)
-    assert flat["model.hidden_size"] == 8 and flat["trainer.grad_clip"] == "None" and flat["optimizer.lr"] == 0.02  # toy.yaml's
+    assert flat["model.hidden_size"] == 8 and flat["trainer.grad_clip"] == "None" and flat["optimizer.lr"] == 0.08  # toy.yaml's
     assert flat["optimizer"] == "sgd" and flat["scheduler"] == "OneCycleLR" and flat["trainer.precision"] == "bf16"
     assert flat["dataset.num_sequences"] == 60 and "dataset.seq_len" not in flat  # only the overridden dataset keys
     assert "trainer.progress" not in flat and not any(k.startswith(("hydra", "logger")) for k in flat)

@@ -99,7 +99,7 @@ def test_the_default_decoder_counts_the_50_steps():
 def test_help_lists_groups_and_options():
     proc = run_in_process("lstm_ae_toy.py", "--help")
     assert proc.returncode == 0
-    for text in ("model: lstm_ae", "optimizer: adam, adamw, rmsprop, sgd", "hparams_search: toy_grid, toy_optuna",
+    for text in ("model: lstm_ae", "optimizer: adam, adamw, muon, rmsprop, sgd", "hparams_search: toy_grid, toy_optuna",
                  "scheduler: cosine, none, onecycle, plateau, step", "trainer: default"):
         assert text in proc.stdout, text
 
@@ -107,7 +107,7 @@ def test_help_lists_groups_and_options():
 def test_cfg_job_prints_composed_config():
     proc = run_in_process("lstm_ae_toy.py", "--cfg", "job", "model.hidden_size=32")
     assert proc.returncode == 0
-    assert "hidden_size: 32" in proc.stdout and "_target_: torch.optim.Adam" in proc.stdout
+    assert "hidden_size: 32" in proc.stdout and "_target_: lstm_ae.optim.MuonAdam" in proc.stdout
 
 
 @needs_cuda
