@@ -6,10 +6,10 @@ rate. torch's computes that matrix in bf16, which a CPU without bf16 matrix unit
 than fp32 (5.5 against 0.8 ms for a 192 x 48 matrix on an AVX2-only EPYC, one thread: a third
 of the toy's update time); :class:`Muon` is torch's with the same iteration in the parameters'
 own precision. It is meant for the weights between hidden states only; the input weights, the output
-layer, the heads and all biases stay with Adam. Both take ``optimizer.lr`` and
-``optimizer.weight_decay``: Muon's step is rescaled to the size of an Adam step
-(``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025), so one learning rate and one schedule
-serve both.
+layer, the heads and all biases stay with Adam. Both take ``optimizer.lr``: Muon's step is
+rescaled to the size of an Adam step (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025), so one
+learning rate and one schedule serve both; ``optimizer.weight_decay`` is Adam's L2 penalty on the
+rest and, as in torch's Muon, a decoupled decay of Muon's matrices.
 
 The trainer hands every optimizer :func:`param_groups` of the model; torch's own optimizers treat
 its two groups alike.
@@ -47,8 +47,9 @@ def orthogonalise(m: torch.Tensor, coefficients: Sequence[float], steps: int, ep
 
 
 class Muon(torch.optim.Muon):
-    """torch.optim.Muon (its groups, checks and state) with the orthogonalisation in fp32, and
-    the step scaled to an Adam step's size (``adjust_lr_fn="match_rms_adamw"``) always."""
+    """torch.optim.Muon (its groups, checks and state) with the orthogonalisation in the
+    parameters' precision (fp32), and the step always scaled to an Adam step's size (torch's
+    ``adjust_lr_fn="match_rms_adamw"``: 0.2 sqrt(max(rows, columns)))."""
 
     @torch.no_grad()
     def step(self, closure=None):
