@@ -207,7 +207,7 @@ def test_primary_config_sets_only_what_differs_from_its_groups(config):
 
 
 @pytest.mark.parametrize("group,name", [(g, n) for g, opts in SCHEMAS.items() for n in opts
-                                        if g in ("model", "dataset", "task")])
+                                        if g in ("model", "dataset", "task") or (g, n) == ("optimizer", "muon")])
 def test_constructors_take_the_schema_defaults(group, name):
     """Code called directly (bench, tests) behaves as the command line: one default per key."""
     schema = SCHEMAS[group][name]
