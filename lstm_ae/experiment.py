@@ -10,7 +10,6 @@ Run-folder contract (every task): ``.hydra/`` (Hydra), ``metrics.csv`` (one row 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import logging
@@ -28,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_ae import plots
-from lstm_ae.config import validate
+from lstm_ae.config import config_fingerprint, validate
 from lstm_ae.data import Splits, group_folds
 from lstm_ae.errors import CheckpointError, ConfigError, UserError
 from lstm_ae.loggers import build_logger
@@ -296,14 +295,6 @@ def _pruning(task: Any) -> List[EpochCallback]:
 
     callback = pruning_callback(HydraConfig.get().sweeper, f"val_{task.objective}")
     return [callback] if callback is not None else []
-
-
-def config_fingerprint(cfg: DictConfig) -> str:
-    """A short hash of what defines a run: its config, but ``trainer.resume`` and ``trainer.progress``."""
-    data = OmegaConf.to_container(cfg, resolve=False)
-    for key in ("resume", "progress"):
-        data.get("trainer", {}).pop(key, None)
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _finished(run_dir: Path, fingerprint: str) -> Optional[Dict[str, Any]]:

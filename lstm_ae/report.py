@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lstm_ae.reproduce import BY_NAME, EXPERIMENTS, cpu_name, is_complete
+from lstm_ae.reproduce import BY_NAME, EXPERIMENTS, Experiment, cpu_name, is_complete, run_command
 
 # What the assignment asks to show, per experiment: (figure file, caption)
 FIGURES: Dict[str, List[tuple]] = {
@@ -247,7 +247,7 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
     results = json.loads((folder / "results.json").read_text())
     task = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices.get("task", "")
-    doc.para(f"Run folder: {folder}. Command: {exp.shell_command}")
+    doc.para(f"Run folder: {folder}. Command: {command_cell(exp, folder)}")
     doc.heading("Architecture", 3)
     doc.items(architecture(cfg, results, task, folder))
     doc.heading("Hyper-parameters", 3)
@@ -269,6 +269,12 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
     return True
 
 
+def command_cell(exp: Experiment, folder: Path) -> str:
+    """The command the run in ``folder`` was made with, and a warning where it is not the experiment's any more."""
+    text, current = run_command(exp, folder)
+    return f"`{text}`" + ("" if current else f" (a run of an earlier definition; now: `{exp.shell_command}`)")
+
+
 def summary_rows(folders: Dict[str, Path]) -> List[List[Any]]:
     """[experiment, metric, model, baseline] of every complete run: the report's (and README's) headline table."""
     rows = []
@@ -280,10 +286,10 @@ def summary_rows(folders: Dict[str, Path]) -> List[List[Any]]:
             df = pd.read_csv(folder / "summary.csv")
             best = df.sort_values("val_mse").iloc[0]
             rows.append([exp.name, f"test MSE of the best of {len(df)} models on validation", best["test_mse"], "",
-                         f"`{exp.shell_command}`"])
+                         command_cell(exp, folder)])
             continue
         for i, (label, model, baseline) in enumerate(results_rows(json.loads((folder / "results.json").read_text()))):
-            rows.append([exp.name, label, model, baseline, "same run" if i else f"`{exp.shell_command}`"])
+            rows.append([exp.name, label, model, baseline, "same run" if i else command_cell(exp, folder)])
     return rows
 
 

@@ -4,7 +4,10 @@
     python -m lstm_ae.reproduce --budget smoke       # the whole chain on tiny settings, minutes
     python -m lstm_ae.reproduce --budget smoke --only toy mnist_row_classify --out outputs/reproduce
 
-Runs go to ``<out>/<budget>/<experiment>/`` (default ``--out outputs/reproduce``). An experiment
+Runs go to ``<out>/<budget>/<experiment>/`` (default ``--out outputs/reproduce``). A folder whose
+run is no longer the experiment's (its definition, the command's overrides or a default in conf/
+changed: its saved overrides or ``config_sha1`` differ) is moved aside to ``<experiment>.old-<time>``
+and run anew. An experiment
 whose folder holds ``results.json`` (a sweep: ``summary.csv``) is skipped, and an interrupted
 run is continued from its ``last.pt`` (``trainer.resume``), so the command can be rerun after a
 crash (an interrupted sweep is run again). ``<out>/<budget>/reproduce.csv`` keeps each
@@ -27,7 +30,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from lstm_ae.runs import IGNORED_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +52,10 @@ class Experiment:
     def shell_command(self) -> str:
         """The one command that reruns this experiment by hand (as in the README's results table)."""
         return " ".join(["python", self.script, *map(shlex.quote, self.args)])
+
+    def overrides(self, budget: str, extra: Sequence[str] = ()) -> List[str]:
+        """What a run of this experiment is, as Hydra overrides (without ``-m``)."""
+        return [a for a in [*self.args, *(self.smoke if budget == "smoke" else []), *extra] if a != "-m"]
 
 
 SMOKE_TOY = ["dataset.num_sequences=200", "model.hidden_size=16", "trainer.epochs=2"]  # 16: the decoder clock's 15 units fit
@@ -91,6 +102,78 @@ BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 def is_complete(folder: Path, sweep: bool) -> bool:
     return (folder / ("summary.csv" if sweep else "results.json")).exists()
+
+
+def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:
+    """The overrides the run in ``folder`` was started with, from its saved config (a sweep: ``multirun.yaml``),
+    but those that do not change what is trained (``runs.IGNORED_OVERRIDES``); None where none are saved."""
+    try:
+        if sweep:
+            saved = yaml.safe_load((folder / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
+        else:
+            saved = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return [str(o) for o in saved or [] if not str(o).lstrip("+~").startswith(IGNORED_OVERRIDES)]
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``<name>.old-<time>`` (``-2``, ``-3``, ... if taken); return the new path."""
+    stem = f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = folder.with_name(stem), 1
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{stem}-{n}")
+    return folder.rename(aside)
+
+
+def composed_fingerprint(script: str, overrides: Sequence[str]) -> str:
+    """The ``config_sha1`` a run of ``python <script> <overrides>`` gets from conf/ as it is now."""
+    from hydra import compose, initialize_config_dir
+
+    from lstm_ae.config import config_fingerprint  # and the schemas conf/ builds on
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return config_fingerprint(compose(Path(script).stem.removeprefix("lstm_ae_"), overrides=list(overrides)))
+
+
+def config_changed(exp: Experiment, folder: Path) -> Optional[str]:
+    """Why the run in ``folder`` (a sweep: its first job) is not what conf/ now makes of its own command
+    (a default changed since), or None: the same, or nothing to tell by (no results, or no longer composes)."""
+    jobs = sorted((p for p in folder.glob("*") if p.name.isdigit()), key=lambda p: int(p.name)) if exp.sweep else [folder]
+    for job in jobs:
+        ran = ran_with(job, sweep=False)
+        try:
+            saved = json.loads((job / "results.json").read_text())["config_sha1"]
+            now = composed_fingerprint(exp.script, ran) if ran is not None else None
+        except Exception:  # no results, an unreadable file, an override conf/ no longer has
+            continue
+        if now is None:
+            continue
+        return None if now == saved else (f"has config_sha1 {saved}, but conf/ now makes {now} of the same command "
+                                          "(a default changed)")
+    return None
+
+
+def stale(exp: Experiment, folder: Path, wanted: Sequence[str]) -> Optional[str]:
+    """Why the run in ``folder`` is not a run of ``wanted`` (the experiment's overrides) with conf/ as it is now."""
+    ran = ran_with(folder, exp.sweep)
+    if ran is not None and ran != list(wanted):
+        return f"was run with {' '.join(ran) or 'no overrides'}, not {' '.join(wanted) or 'no overrides'}"
+    return config_changed(exp, folder)
+
+
+def run_command(exp: Experiment, folder: Path) -> Tuple[str, bool]:
+    """(the command that reruns the run in ``folder``, whether that run is of the experiment's current
+    definition: its saved overrides start with the experiment's and conf/ still makes the same config of
+    them); without saved overrides, the experiment's."""
+    ran = ran_with(folder, exp.sweep)
+    if ran is None:
+        return exp.shell_command, True
+    flag = ["-m"] if exp.sweep else []
+    args = exp.overrides("full")
+    current = ran[:len(args)] == args and config_changed(exp, folder) is None
+    return " ".join(["python", exp.script, *flag, *map(shlex.quote, ran)]), current
 
 
 def command(exp: Experiment, folder: Path, budget: str, overrides: Sequence[str] = ()) -> List[str]:
@@ -176,6 +259,10 @@ def reproduce(budget: str = "full", out: Path = Path("outputs/reproduce"), only:
     chosen = [e for e in EXPERIMENTS if not only or e.name in only]
     for i, exp in enumerate(chosen, 1):
         folder = (out / budget / exp.name).resolve()
+        reason = stale(exp, folder, exp.overrides(budget, overrides))
+        if reason:  # the experiment, the overrides or a default changed since: run it anew
+            aside = set_aside(folder)
+            print(f"[{i}/{len(chosen)}] {exp.name}: {folder} {reason}; moved to {aside.name}", flush=True)
         if is_complete(folder, exp.sweep):
             status[exp.name] = {"status": "done before", "seconds": 0.0, "folder": str(folder)}
             print(f"[{i}/{len(chosen)}] {exp.name}: already complete ({folder})", flush=True)

@@ -1,5 +1,7 @@
 """python -m lstm_ae.reproduce --budget smoke runs every experiment; python -m lstm_ae.report builds the report."""
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +47,7 @@ def test_smoke_budget_runs_every_experiment(smoke, capsys):
     tmp, status = smoke
     assert set(status) == {e.name for e in reproduce.EXPERIMENTS}
     assert all(s["status"] == "done" for s in status.values()), status
-    again = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"))  # complete runs are skipped
+    again = reproduce.reproduce("smoke", tmp / "runs", data=str(tmp / "data"), overrides=["trainer.device=cpu"])  # complete runs are skipped
     assert all(s["status"] == "done before" for s in again.values())
     assert "already complete" in capsys.readouterr().out
     import pandas as pd
@@ -57,8 +59,6 @@ def test_smoke_budget_runs_every_experiment(smoke, capsys):
 
 
 def test_ledger_names_the_gpu_only_for_runs_that_trained_on_it(tmp_path, monkeypatch):
-    import json
-
     import pandas as pd
     import torch
 
@@ -92,11 +92,16 @@ def test_report_has_every_section_and_figure(smoke):
     for needle in ["## Budget and wall time", "| total |", "## Summary", "| mnist_row_classify | test accuracy |",
                    "| toy_grid | test MSE of the best of", "### Architecture", "Classifier: Linear(16 -> 10) on h~_T", "One-step head", "(persistence)",
                    "### Cross-validation folds", "row_vs_pixel_compare_accuracy.png",
-                   "| `python lstm_ae_toy.py -m hparams_search=toy_grid` |", "Command: python lstm_ae_toy.py\n",
+                   # each command is the one its run was made with (here with the smoke budget's settings)
+                   "| `python lstm_ae_toy.py -m hparams_search=toy_grid dataset.num_sequences=200 trainer.epochs=1 "
+                   "model.hidden_size=16,20 optimizer.lr=0.01 trainer.grad_clip=1.0 trainer.device=cpu` |",
+                   "Command: `python lstm_ae_toy.py dataset.num_sequences=200 model.hidden_size=16 trainer.epochs=2 "
+                   "trainer.device=cpu`\n",
                    "`python lstm_ae_snp500.py task=predict task.pred_loss=last dataset.stride=1 trainer.epochs=4 "
-                   "task.folds=null 'dataset.extra_prices=[open,low,close]'` |"]:
+                   "task.folds=null 'dataset.extra_prices=[open,low,close]' model.hidden_size=8 trainer.epochs=1 "
+                   "trainer.device=cpu` |"]:
         assert needle in md, needle
-    assert "Missing" not in md
+    assert "Missing" not in md and "earlier definition" not in md
     import pandas as pd
 
     compared = pd.read_csv(tmp / "report" / "compare" / "compare.csv")  # row by row beside both pixel runs
@@ -115,3 +120,44 @@ def test_a_missing_run_is_named_not_a_crash(smoke):
     assert "**Missing:** no complete run of 'sp500_predict'" in md
     assert "python -m lstm_ae.reproduce --only sp500_predict" in md
     assert "## S&P 500: reconstruction with cross-validation" in md  # the rest is still there
+
+
+def test_a_run_of_an_earlier_definition_is_run_anew_and_kept_aside(smoke, tmp_path, monkeypatch, capsys):
+    """A folder whose saved overrides are no longer the experiment's is not taken as done."""
+    tmp, _ = smoke
+    shutil.copytree(tmp / "runs" / "smoke" / "toy", tmp_path / "smoke" / "toy")
+    toy = reproduce.BY_NAME["toy"]
+    monkeypatch.setattr(toy, "args", ["dataset.seed=1"])  # the experiment's definition changed since that run
+    monkeypatch.setattr(reproduce.subprocess, "run", lambda cmd, **kw: run_in_process(Path(cmd[1]).name, *cmd[2:]))
+    cpu = ["trainer.device=cpu"]
+    status = reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=cpu)
+    assert status["toy"]["status"] == "done"
+    assert "was run with dataset.num_sequences=200" in capsys.readouterr().out
+    old, = tmp_path.glob("smoke/toy.old-*")  # the earlier run, kept
+    assert (old / "results.json").is_file()
+    new = tmp_path / "smoke" / "toy"
+    assert reproduce.ran_with(new, sweep=False) == ["dataset.seed=1", *toy.smoke, *cpu]
+    assert reproduce.run_command(toy, new) == (f"python lstm_ae_toy.py dataset.seed=1 {' '.join(toy.smoke)} "
+                                               "trainer.device=cpu", True)
+    assert report.command_cell(toy, old).endswith("(a run of an earlier definition; now: "
+                                                  "`python lstm_ae_toy.py dataset.seed=1`)")
+    assert reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=cpu)["toy"]["status"] == "done before"
+    one_epoch = reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=[*cpu, "trainer.epochs=1"])
+    assert one_epoch["toy"]["status"] == "done"  # other overrides: another run
+    assert len(list(tmp_path.glob("smoke/toy.old-*"))) == 2
+
+
+def test_a_run_whose_defaults_changed_since_is_stale(smoke, tmp_path):
+    """The same command, but conf/ makes another config of it now (its config_sha1 differs)."""
+    tmp, _ = smoke
+    toy, grid = reproduce.BY_NAME["toy"], reproduce.BY_NAME["toy_grid"]
+    wanted = toy.overrides("smoke", ["trainer.device=cpu"])
+    for exp in (toy, grid):  # as made, conf/ makes the same config of them (a sweep: of its first job)
+        assert reproduce.stale(exp, tmp / "runs" / "smoke" / exp.name, exp.overrides("smoke", ["trainer.device=cpu"])) is None
+    run = shutil.copytree(tmp / "runs" / "smoke" / "toy", tmp_path / "toy")
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**results, "config_sha1": "0" * 16}))  # made with other defaults
+    reason = reproduce.stale(toy, run, wanted)
+    assert reason.startswith("has config_sha1 0000000000000000, but conf/ now makes ") and reason.endswith("(a default changed)")
+    assert reproduce.run_command(toy, run)[1] is False
+    assert results["config_sha1"] != reproduce.composed_fingerprint(toy.script, ["optimizer=adam", *wanted])
