@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import platform
@@ -118,23 +119,32 @@ def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:
 
 
 def set_aside(folder: Path) -> Path:
-    """Rename ``folder`` to ``<name>.old-<time>`` (``-2``, ``-3``, ... if taken); return the new path."""
+    """Rename ``folder`` to ``<name>.old-<time>`` (``-2``, ``-3``, ... if taken), and its log ``<name>.log``
+    beside it to ``<name>.old-<time>.log``; return the folder's new path."""
     stem = f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
     aside, n = folder.with_name(stem), 1
     while aside.exists():
         n += 1
         aside = folder.with_name(f"{stem}-{n}")
+    log = folder.with_name(f"{folder.name}.log")
+    if log.exists():
+        log.rename(folder.with_name(f"{aside.name}.log"))
     return folder.rename(aside)
 
 
-def composed_fingerprint(script: str, overrides: Sequence[str]) -> str:
-    """The ``config_sha1`` a run of ``python <script> <overrides>`` gets from conf/ as it is now."""
+@functools.lru_cache(maxsize=None)  # the report asks twice per run
+def _composed_fingerprint(script: str, overrides: Tuple[str, ...]) -> str:
     from hydra import compose, initialize_config_dir
 
     from lstm_ae.config import config_fingerprint  # and the schemas conf/ builds on
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return config_fingerprint(compose(Path(script).stem.removeprefix("lstm_ae_"), overrides=list(overrides)))
+
+
+def composed_fingerprint(script: str, overrides: Sequence[str]) -> str:
+    """The ``config_sha1`` a run of ``python <script> <overrides>`` gets from conf/ as it is now."""
+    return _composed_fingerprint(script, tuple(overrides))
 
 
 def config_changed(exp: Experiment, folder: Path) -> Optional[str]:

@@ -126,6 +126,7 @@ def test_a_run_of_an_earlier_definition_is_run_anew_and_kept_aside(smoke, tmp_pa
     """A folder whose saved overrides are no longer the experiment's is not taken as done."""
     tmp, _ = smoke
     shutil.copytree(tmp / "runs" / "smoke" / "toy", tmp_path / "smoke" / "toy")
+    (tmp_path / "smoke" / "toy.log").write_text("the first run's log")
     toy = reproduce.BY_NAME["toy"]
     monkeypatch.setattr(toy, "args", ["dataset.seed=1"])  # the experiment's definition changed since that run
     monkeypatch.setattr(reproduce.subprocess, "run", lambda cmd, **kw: run_in_process(Path(cmd[1]).name, *cmd[2:]))
@@ -133,8 +134,8 @@ def test_a_run_of_an_earlier_definition_is_run_anew_and_kept_aside(smoke, tmp_pa
     status = reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=cpu)
     assert status["toy"]["status"] == "done"
     assert "was run with dataset.num_sequences=200" in capsys.readouterr().out
-    old, = tmp_path.glob("smoke/toy.old-*")  # the earlier run, kept
-    assert (old / "results.json").is_file()
+    old, = tmp_path.glob("smoke/toy.old-*[0-9]")  # the earlier run, kept, and its log
+    assert (old / "results.json").is_file() and old.with_name(f"{old.name}.log").read_text() == "the first run's log"
     new = tmp_path / "smoke" / "toy"
     assert reproduce.ran_with(new, sweep=False) == ["dataset.seed=1", *toy.smoke, *cpu]
     assert reproduce.run_command(toy, new) == (f"python lstm_ae_toy.py dataset.seed=1 {' '.join(toy.smoke)} "
@@ -144,7 +145,7 @@ def test_a_run_of_an_earlier_definition_is_run_anew_and_kept_aside(smoke, tmp_pa
     assert reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=cpu)["toy"]["status"] == "done before"
     one_epoch = reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=[*cpu, "trainer.epochs=1"])
     assert one_epoch["toy"]["status"] == "done"  # other overrides: another run
-    assert len(list(tmp_path.glob("smoke/toy.old-*"))) == 2
+    assert len(list(tmp_path.glob("smoke/toy.old-*[0-9]"))) == 2
 
 
 def test_a_run_whose_defaults_changed_since_is_stale(smoke, tmp_path):
