@@ -188,7 +188,7 @@ def run_command(exp: Experiment, folder: Path) -> Tuple[str, bool]:
 
 
 def command(exp: Experiment, folder: Path, budget: str, overrides: Sequence[str] = ()) -> List[str]:
-    args = [*exp.args, *(exp.smoke if budget == "smoke" else []), "trainer.progress=false", *overrides]
+    args = [*(["-m"] if exp.sweep else []), *exp.overrides(budget), "trainer.progress=false", *overrides]
     if exp.sweep:
         args.append(f"hydra.sweep.dir={folder}")
     else:
