@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from lstm_ae.runs import IGNORED_OVERRIDES
+from lstm_ae.runs import training_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def is_complete(folder: Path, sweep: bool) -> bool:
 
 def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:
     """The overrides the run in ``folder`` was started with, from its saved config (a sweep: ``multirun.yaml``),
-    but those that do not change what is trained (``runs.IGNORED_OVERRIDES``); None where none are saved."""
+    but those that do not change what is trained (``runs.training_overrides``); None where none are saved."""
     try:
         if sweep:
             saved = yaml.safe_load((folder / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
@@ -116,7 +116,7 @@ def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:
             saved = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return None
-    return [str(o) for o in saved or [] if not str(o).lstrip("+~").startswith(IGNORED_OVERRIDES)]
+    return training_overrides(saved or [])
 
 
 def set_aside(folder: Path) -> Path:

@@ -434,15 +434,15 @@ def read_hydra(path: Path, messages: Messages) -> Tuple[Dict[str, Any], Dict[str
     return {k: job.get(k) for k in ("name", "config_name")}, dict(choices)
 
 
+def training_overrides(overrides: Iterable[Any]) -> List[str]:
+    """The task overrides a run was started with, but those that do not change what is trained
+    (``trainer.progress``, ``trainer.resume``: what ``config_sha1`` leaves out) and ``hydra.*``."""
+    return [str(item) for item in overrides if not str(item).lstrip("+~").startswith(IGNORED_OVERRIDES)]
+
+
 def compact_overrides(overrides: Iterable[Any]) -> str:
-    """The task overrides a run was started with, space-separated, but those that do not change what
-    is trained (``trainer.progress``, ``trainer.resume``: what ``config_sha1`` leaves out) and ``hydra.*``."""
-    kept = []
-    for item in overrides:
-        text = str(item)
-        if not text.lstrip("+~").startswith(IGNORED_OVERRIDES):
-            kept.append(text)
-    return " ".join(kept)
+    """``training_overrides``, space-separated."""
+    return " ".join(training_overrides(overrides))
 
 
 def _start(folder: Folder) -> Optional[str]:
