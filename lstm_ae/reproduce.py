@@ -154,12 +154,12 @@ def config_changed(exp: Experiment, folder: Path) -> Optional[str]:
     jobs = sorted((p for p in folder.glob("*") if p.name.isdigit()), key=lambda p: int(p.name)) if exp.sweep else [folder]
     for job in jobs:
         ran = ran_with(job, sweep=False)
+        if ran is None:
+            continue
         try:
             saved = json.loads((job / "results.json").read_text())["config_sha1"]
-            now = composed_fingerprint(exp.script, ran) if ran is not None else None
+            now = composed_fingerprint(exp.script, ran)
         except Exception:  # no results, an unreadable file, an override conf/ no longer has
-            continue
-        if now is None:
             continue
         return None if now == saved else (f"has config_sha1 {saved}, but conf/ now makes {now} of the same command "
                                           "(a default changed)")
