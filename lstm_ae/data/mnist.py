@@ -27,6 +27,7 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+NUM_CLASSES = 10  # the digits 0..9: a label file holds nothing else
 HOW_TO_FIX = (
     "set dataset.root (or the LSTM_AE_DATA environment variable) to a folder holding "
     "MNIST/raw/*.gz, or add dataset.download=true to fetch MNIST with torchvision"
@@ -96,9 +97,18 @@ def load_mnist(
         raise DataError(f"MNIST file {raw / missing[0]} not found; {HOW_TO_FIX}")
     arrays = {key: read_idx_gz(raw / name, 3 if key.endswith("images") else 1) for key, name in FILES.items()}
     for part in ("train", "test"):
+        images, labels = raw / FILES[f"{part}_images"], raw / FILES[f"{part}_labels"]
         n_img, n_lab = len(arrays[f"{part}_images"]), len(arrays[f"{part}_labels"])
         if n_img != n_lab:
-            raise DataError(f"MNIST {part} files disagree: {n_img} images but {n_lab} labels in {raw}")
+            raise DataError(f"MNIST {part} files disagree: {n_img} images in {images} but {n_lab} labels in "
+                            f"{labels}; delete both and download them again")
+        wrong = np.flatnonzero(arrays[f"{part}_labels"] >= NUM_CLASSES)  # whole file, before `limit` (uint8: never < 0)
+        if len(wrong):
+            more = f" ({len(wrong) - 1} more such label(s) in the file)" if len(wrong) > 1 else ""
+            raise DataError(
+                f"MNIST file {labels}: item {wrong[0]} (0-based), field label: {arrays[f'{part}_labels'][wrong[0]]} "
+                f"is not a digit 0..{NUM_CLASSES - 1}{more}; the file is corrupt: delete it and download it again"
+            )
     if limit:
         arrays = {k: v[:limit] for k, v in arrays.items()}
     h, w = image_shape = tuple(arrays["train_images"].shape[1:])  # 28 x 28, as the IDX header says
@@ -118,7 +128,7 @@ def load_mnist(
         train=to_split(ti[train_idx], tl[train_idx]),
         val=to_split(ti[val_idx], tl[val_idx]),
         test=to_split(arrays["test_images"], arrays["test_labels"]),
-        num_classes=10,
+        num_classes=NUM_CLASSES,
         image_shape=image_shape,
         augment=partial(random_shift, max_shift=shift, image_shape=image_shape) if shift else None,
     )

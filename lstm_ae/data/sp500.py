@@ -45,6 +45,7 @@ HOW_TO_FIX = (
     f"put the Kaggle file '{KAGGLE_FILE}' (or a .csv.gz of it) at <root>/sp500/, set dataset.root "
     "(or LSTM_AE_DATA) to its folder, or set dataset.path to the file"
 )
+FIX_CELL = "correct the cell, or empty it to mark the value missing (a stock missing a price the run reads is left out)"
 
 
 def locate(root: Optional[str] = None, path: Optional[str] = None, download: bool = False) -> Path:
@@ -81,8 +82,10 @@ def _download() -> Path:
 def read_prices(path: Path | str) -> pd.DataFrame:
     """The price table, validated: columns, dates, numeric prices; sorted by symbol and date.
 
-    Empty price cells (the original file has 27) stay NaN. Anything else malformed raises
-    :class:`DataError` naming the file, the column and the first bad row.
+    Empty price cells (the original file has 27) stay NaN. Anything else malformed -- among it a
+    price that is NaN, infinite or <= 0, or a volume that is infinite or < 0 -- raises
+    :class:`DataError` naming the file, the first bad line (1-based, the header is line 1) and its
+    column.
     """
     path = Path(path)
     try:
@@ -110,15 +113,37 @@ def read_prices(path: Path | str) -> pd.DataFrame:
         i = dates.index[dates.isna()][0]
         raise DataError(f"S&P 500 file {path}: bad date {df.at[i, 'date']!r} at line {int(i) + 2} (expected YYYY-MM-DD)")
     df["date"] = dates
+    impossible = []  # per column: (its first impossible cell's row, the column, the cell's text, how many)
     for column in PRICES + ["volume"]:
-        values = pd.to_numeric(df[column], errors="coerce")
-        bad = values.isna() & df[column].notna()
+        text = df[column]
+        values = pd.to_numeric(text, errors="coerce")
+        bad = values.isna() & text.notna()
         if bad.any():
             i = bad.index[bad][0]
             raise DataError(
-                f"S&P 500 file {path}: non-numeric {column} {df.at[i, column]!r} at line {int(i) + 2}"
+                f"S&P 500 file {path}: non-numeric {column} {df.at[i, column]!r} at line {int(i) + 2}; {FIX_CELL}"
             )
+        # Only empty cells are NaN now (a missing price: the stock is left out). A value that is
+        # present must be possible: finite, a price > 0, a volume >= 0 (the original file has days of
+        # volume 0). All four price columns are checked, not only the ones a run reads
+        # (dataset.price, dataset.extra_prices): the file is read and validated once per process
+        # (cached) for whichever columns later runs take, so a value that is wrong in any column
+        # stops every run on the file alike. (high >= low and the like are not checked: the original
+        # file breaks them on a few days.)
+        v = values.to_numpy(dtype=float)
+        wrong = np.flatnonzero(np.isinf(v) | ((v <= 0) if column in PRICES else (v < 0)))
+        if len(wrong):
+            impossible.append((int(wrong[0]), column, text.iat[wrong[0]], len(wrong)))
         df[column] = values
+    if impossible:
+        row, column, cell, _ = min(impossible)
+        n = sum(count for *_, count in impossible)
+        must = ">= 0" if column == "volume" else "> 0"
+        more = f" ({n - 1} more impossible cell(s) in the file)" if n > 1 else ""
+        raise DataError(
+            f"S&P 500 file {path}: line {row + 2}, column {column}: {cell!r} is impossible ({column} must be a "
+            f"finite number {must}){more}; {FIX_CELL}"
+        )
     if df.duplicated(["symbol", "date"]).any():
         i = df.index[df.duplicated(["symbol", "date"])][0]
         raise DataError(f"S&P 500 file {path}: a second row for {df.at[i, 'symbol']} on {df.at[i, 'date'].date()} at line {int(i) + 2}")
