@@ -1,23 +1,15 @@
 """Tasks: what is optimised, what is measured, what is drawn. The trainer owns the loop.
 
-A task provides
-- ``losses(output, batch) -> {"loss": total, <metric>: value, ...}``: batch means in fp32;
-  the trainer averages them over a split and logs each as ``train_<metric>`` / ``val_<metric>``;
-- ``objective`` and ``objective_mode``: the validation metric a sweeper optimises;
-- ``baseline(splits) -> {name: value}``: what a trivial model scores on the test split;
-- ``test(splits, predict) -> TestResult``: every test metric, from one evaluation pass over the
-  test split (``predict``: the trainer's one way to run the model) and, for forecasts, the same
-  ``predict`` on other inputs;
-- ``figures(run_dir, splits, test, history)``: the PNGs a report needs, drawn from those outputs.
-Flags tell the experiment what to build: ``needs_labels`` (a classifier head and labels),
-``needs_next`` (a one-step head and next-step targets). What the data allows is read from the
-typed fields of :class:`lstm_ae.data.Splits`.
+:class:`Task` names everything the experiment (``lstm_ae.experiment``) and the trainer use of a
+task; :class:`Reconstruct`, :class:`Classify` and :class:`Predict` conform to it, and
+docs/extending.md adds a task of its own. What the data allows is read from the typed fields of
+:class:`lstm_ae.data.Splits`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +25,40 @@ class TestResult:
     outputs: AEOutput  # the model's outputs on the test split: the one evaluation pass
     metrics: Dict[str, float]  # test_<name>: value, for results.json
     forecasts: Optional[Dict[str, torch.Tensor]] = None  # Predict: one-step, multi-step (price units)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the experiment and the trainer use of a task. A class conforms by having these members
+    (it need not inherit); ``isinstance(task, Task)`` checks that they are there, not their types.
+
+    Metric names: ``losses`` returns ``{"loss": ..., <metric>: ...}``; ``objective`` is one of
+    those metrics; ``test`` returns ``test_<metric>`` for each (``test_<objective>`` at least) and
+    ``baseline`` returns ``baseline_test_<metric>``. All of them go to results.json.
+    """
+
+    objective: str  # the validation metric (a key of losses()) a sweeper optimises; picks the best fold
+    objective_mode: str  # "min" or "max": which way the objective improves
+    needs_labels: bool  # a classifier head (model.num_classes from the data); the data must have labels
+    needs_next: bool  # the one-step head; the data must have next-step targets (Split.next_value)
+    folds: Optional[int]  # k-fold cross-validation over the dataset's groups, or None: one split
+    figures: bool  # False: neither draw() nor the data's overview figure (metrics, checkpoints as always)
+
+    def losses(self, out: AEOutput, batch: Split) -> Dict[str, torch.Tensor]:
+        """Batch means in fp32: ``"loss"`` (minimised; its validation value picks the best epoch) and every metric."""
+        ...
+
+    def baseline(self, splits: Splits) -> Dict[str, float]:
+        """``{"baseline_test_<metric>": value}``: what a trivial model scores on the test split."""
+        ...
+
+    def test(self, splits: Splits, predict: Predictor) -> TestResult:
+        """Every test metric, from one ``predict`` pass over ``splits.test`` (forecasts may ``predict`` more)."""
+        ...
+
+    def draw(self, run_dir: Path, splits: Splits, test: TestResult, history: List[Dict[str, float]]) -> None:
+        """The task's PNG figures into ``run_dir``, from ``test``'s outputs and ``history`` (metrics.csv's rows)."""
+        ...
 
 
 class Reconstruct:
