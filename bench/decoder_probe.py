@@ -17,6 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -27,20 +28,24 @@ from lstm_ae.model import HeldRows, chrono_init_, clock_init_
 OUT = Path(__file__).resolve().parent / "results" / "decoder_probe.json"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Optional[List[str]] = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.decoder_probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("decoder", choices=["default", "chrono", "clock"])
     p.add_argument("--trainable-clock", action="store_true", help="train the clock's weights too")
     p.add_argument("--steps", type=int, default=550)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--val-size", type=int, default=None,
+                   help="training images held out (unused here) as load_mnist does (default: load_mnist's)")
     p.add_argument("--root", default=None, help="data root (default: LSTM_AE_DATA or data)")
     p.add_argument("--out", type=Path, default=OUT)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    splits = load_mnist(root=args.root or os.environ.get("LSTM_AE_DATA", "data"), layout="pixel")
+    held_out = {} if args.val_size is None else {"val_size": args.val_size}
+    splits = load_mnist(root=args.root or os.environ.get("LSTM_AE_DATA", "data"), layout="pixel", **held_out)
     x, y = splits.train.x[..., 0], splits.train.labels
     xt, yt = splits.test.x[:500, :, 0], splits.test.labels[:500]
     mean = x.mean(0)
@@ -79,8 +84,10 @@ def main() -> None:
               "mean_image_test_mse": round(((xt - mean) ** 2).mean().item(), 5),
               "class_mean_test_mse": round(((xt - class_mean[yt]) ** 2).mean().item(), 5), "curve": curve}
     runs = json.loads(args.out.read_text()) if args.out.exists() else []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps([*runs, result], indent=1) + "\n")
     print({k: v for k, v in result.items() if k != "curve"})
+    return result
 
 
 if __name__ == "__main__":

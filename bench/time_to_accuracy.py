@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     def on_epoch(epoch, model, row):
         clock[0] += row["seconds"]
         test = evaluator.evaluate(model, task, splits.test)
-        rows.append({"epoch": epoch, "train_seconds": round(clock[0], 1), "val_accuracy": row["val_accuracy"],
+        rows.append({"epoch": epoch, "train_seconds": round(clock[0], 3), "val_accuracy": row["val_accuracy"],
                      "test_accuracy": test["accuracy"], "test_mse": test["mse"]})
         print(f"epoch {epoch:2d}  {clock[0]:7.1f} s  val {row['val_accuracy']:.4f}  test {test['accuracy']:.4f}  "
               f"test MSE {test['mse']:.4f}", flush=True)
