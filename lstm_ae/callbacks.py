@@ -41,6 +41,8 @@ class CheckOutputFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+        # a launcher's worker processes inherit it: a job whose sweep process is gone stops (lstm_ae.experiment)
+        os.environ["LSTM_AE_SWEEP_PID"] = str(os.getpid())
 
 
 def ray_address(address: str) -> Optional[str]:

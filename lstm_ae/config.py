@@ -13,9 +13,7 @@ these.
 from __future__ import annotations
 
 import enum
-import hashlib
 import importlib.util
-import json
 import math
 import os
 from pathlib import Path
@@ -324,14 +322,6 @@ def launcher_installed(target: str) -> bool:
         return importlib.util.find_spec(package) is not None
     except ImportError:
         return False
-
-
-def config_fingerprint(cfg: DictConfig) -> str:
-    """A short hash of what defines a run: its config, but ``trainer.resume`` and ``trainer.progress``."""
-    data = OmegaConf.to_container(cfg, resolve=False)
-    for key in ("resume", "progress"):
-        data.get("trainer", {}).pop(key, None)
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def register_configs() -> None:

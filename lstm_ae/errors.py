@@ -19,3 +19,7 @@ class TrainingDiverged(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint to resume from that is missing, unreadable or does not fit the model."""
+
+
+class RunFolderError(UserError):
+    """A run folder that holds another run, or an interrupted run a plain rerun would overwrite."""

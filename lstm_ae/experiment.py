@@ -1,38 +1,42 @@
 """The recipe every entry script runs, top to bottom in :func:`train_and_test`:
 
-config (validated) -> torch settings and seed -> task -> run folder (or the run to resume) ->
-data (checked against the task; overview figure) -> model + trainer -> fit (or cross-validate
-by group) -> one test pass -> results.json -> figures.
-
-Run-folder contract (every task): ``.hydra/`` (Hydra), ``metrics.csv`` (one row per epoch),
-``results.json``, ``checkpoints/{best,last}.pt`` and the task's PNG figures.
+the run folder's lock -> the plan (start, continue or refuse; nothing written yet) -> ``.hydra/``
+and the manifest -> config (validated) -> torch settings and seed -> task -> data (checked against
+the task; overview figure) -> model + trainer -> fit (or cross-validate by group) -> one test pass
+-> results.json -> figures -> the end state. What a run folder holds: :mod:`lstm_ae.run_folder`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
-import os
 import logging
+import os
 import shutil
+import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lstm_ae import plots
-from lstm_ae.config import config_fingerprint, validate
+from lstm_ae import run_folder as rf
+from lstm_ae.config import validate
 from lstm_ae.data import Splits, group_folds
-from lstm_ae.errors import CheckpointError, ConfigError, UserError
+from lstm_ae.errors import CheckpointError, ConfigError, RunFolderError, TrainingDiverged, UserError
 from lstm_ae.loggers import build_logger
 from lstm_ae.model import count_parameters
-from lstm_ae.sweep import PRUNED, TRIAL_ENV, Pruned, PrunedAt
+from lstm_ae.run_folder import FolderBusy
+from lstm_ae.sweep import TRIAL_ENV, Pruned, PrunedAt
 from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, configure_torch, seed_everything
 
 log = logging.getLogger("lstm_ae")
@@ -111,51 +115,123 @@ def load_data(cfg: DictConfig, task: Any) -> Splits:
     return splits
 
 
-def _last_checkpoints(folder: Path) -> List[Path]:
-    """The ``last.pt`` files of a run folder: its own, or its folds' under cross-validation."""
-    own = folder / "checkpoints" / "last.pt"
-    return [own] if own.exists() else sorted(folder.glob("fold_*/checkpoints/last.pt"))
+def _saved_overrides(folder: Path) -> Optional[List[str]]:
+    """The defining overrides of the run in ``folder`` (manifest, else ``.hydra/overrides.yaml``)."""
+    man = rf.manifest(folder)
+    if man is not None and isinstance(man.get("overrides"), list):
+        return man["overrides"]
+    try:
+        saved = yaml.safe_load((folder / rf.HYDRA / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return rf.defining_overrides(saved) if isinstance(saved, list) else None
 
 
-def _has_last(folder: Path) -> bool:
-    return bool(_last_checkpoints(folder))
+def _saved_fingerprint(folder: Path) -> Optional[str]:
+    """The ``config_sha1`` of the run in ``folder``: its manifest or results, else (a folder from before
+    the manifest) the tag in its ``last.pt``."""
+    saved, _ = rf.saved_fingerprint(folder)
+    if saved is None and (lasts := rf.last_checkpoints(folder)):
+        try:
+            saved = torch.load(lasts[0], map_location="cpu", weights_only=False).get("tag")
+        except Exception:  # noqa: BLE001 - unreadable: TrainState.restore says so in one line
+            saved = None
+    return saved
 
 
-def _same_command(overrides: Sequence[str]) -> List[str]:
-    """The overrides that define a run: all but trainer.resume and hydra.* (where it runs)."""
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith(("trainer.resume", "hydra.")))
-
-
-def resume_dir(resume: Optional[str], run_dir: Path, overrides: Sequence[str] = ()) -> Optional[Path]:
+def resume_dir(resume: Optional[str], run_dir: Path, overrides: Sequence[str] = (),
+               fingerprint: Optional[str] = None) -> Optional[Path]:
     """The run folder to continue (``trainer.resume``), or None to start afresh.
 
     ``auto``: this run folder when it holds ``checkpoints/last.pt`` (e.g. ``hydra.run.dir`` set
     to an earlier run), else the newest unfinished run (a ``last.pt`` but no ``results.json``)
-    in the same parent folder (``outputs/<config>/<task>/``) made by the same command (the same
-    overrides, ``trainer.resume`` and ``hydra.*`` aside), else None. A path: that run folder (or
-    its ``checkpoints/last.pt``), which must exist.
+    in the same parent folder (``outputs/<config>/<task>/``) of the same config (its ``config_sha1``
+    is ``fingerprint``; a folder from before the manifest: the same defining overrides), else None.
+    A path: that run folder (or its ``checkpoints/last.pt``), which must exist.
     """
     if resume is None:
         return None
     if resume == "auto":
-        if _has_last(run_dir):
+        if rf.last_checkpoints(run_dir):
             return run_dir
-        wanted = _same_command(overrides)
-        candidates = [
-            d for d in (run_dir.parent.iterdir() if run_dir.parent.is_dir() else [])
-            if d != run_dir and d.is_dir() and not (d / "results.json").exists() and _has_last(d)
-            and (d / ".hydra" / "overrides.yaml").exists()
-            and _same_command(OmegaConf.load(d / ".hydra" / "overrides.yaml")) == wanted
-        ]
+        wanted = sorted(rf.defining_overrides(overrides))
+
+        def same(d: Path) -> bool:
+            saved = rf.saved_fingerprint(d)[0]
+            if saved is not None and fingerprint is not None:
+                return saved == fingerprint
+            ran = _saved_overrides(d)
+            return ran is not None and sorted(ran) == wanted
+
+        candidates = [d for d in (run_dir.parent.iterdir() if run_dir.parent.is_dir() else [])
+                      if d != run_dir and d.is_dir() and not (d / rf.RESULTS).exists() and rf.last_checkpoints(d)
+                      and same(d)]
         return max(candidates, key=lambda d: d.name) if candidates else None
     path = Path(resume).expanduser()
     if path.is_file() and path.name == "last.pt":
         path = path.parent.parent
     if not path.is_dir():
         raise CheckpointError(f"trainer.resume={resume}: no such run folder or checkpoint")
-    if not _has_last(path):
+    if not rf.last_checkpoints(path):
         raise CheckpointError(f"trainer.resume={resume}: {path} holds no checkpoints/last.pt to resume from")
     return path
+
+
+@dataclass
+class Plan:
+    """Where a run trains and how, decided before anything is written (:func:`plan`)."""
+
+    folder: Path  # where the training writes: the run folder, or the run it continues
+    resume: bool  # continue from the folder's last.pt
+    done: Optional[Dict[str, Any]] = None  # the folder holds this config's results: nothing to train
+
+
+def _command_of(folder: Path) -> str:
+    ran = _saved_overrides(folder)
+    return " ".join(ran) if ran else "no overrides"
+
+
+def plan(cfg: DictConfig, run_dir: Path, fingerprint: str, continue_job: bool = False,
+         overrides: Sequence[str] = ()) -> Plan:
+    """Decide where and how the run of ``cfg`` trains; refuse in one line (:class:`RunFolderError`), before
+    anything is written, what would mix two runs in one folder.
+
+    The folder (``run_dir``, or the run ``trainer.resume`` names) is fresh: start. It holds this
+    config's results: done. It holds another config's run (its ``config_sha1`` differs): refused.
+    It holds this config's unfinished run: continued with ``trainer.resume`` or in a sweep's job
+    (``continue_job``), refused otherwise (a plain rerun would train over it: it names
+    ``trainer.resume=auto``)."""
+    resume = cfg.trainer.resume
+    folder = resume_dir(resume, run_dir, list(overrides), fingerprint) or run_dir
+    if folder != run_dir:
+        log.info("resuming the run in %s (results go there)", folder)
+    elif resume == "auto" and not rf.last_checkpoints(run_dir):
+        log.info("trainer.resume=auto: no unfinished run of this config to resume; starting afresh")
+    if not rf.has_training(folder):
+        return Plan(folder, resume=False)
+    saved = _saved_fingerprint(folder)
+    if saved is not None and saved != fingerprint:
+        advice = (f"resume it with its own config (python <script> {_command_of(folder)} trainer.resume={folder})"
+                  if resume is not None else "choose another hydra.run.dir (or hydra.sweep.dir)")
+        raise RunFolderError(f"{folder} holds another run (config_sha1 {saved}, made with: {_command_of(folder)}); "
+                             f"this command's config is {fingerprint}; {advice}")
+    results = rf.read_json(folder / rf.RESULTS)
+    if results is not None and results.get("config_sha1") == fingerprint:
+        return Plan(folder, resume=False, done=results)
+    if resume is not None or continue_job:
+        return Plan(folder, resume=True)
+    raise RunFolderError(f"{folder} holds an interrupted run of this config ({_epochs_done(folder)} epoch(s), "
+                         "checkpoints/last.pt kept); continue it with trainer.resume=auto, or choose another "
+                         "hydra.run.dir")
+
+
+def _epochs_done(folder: Path) -> int:
+    """Complete rows of the folder's metrics.csv (a fold's under cross-validation: the newest)."""
+    files = [folder / rf.METRICS] if (folder / rf.METRICS).exists() else sorted(folder.glob(f"fold_*/{rf.METRICS}"))
+    try:
+        return max(0, files[-1].read_text().count("\n") - 1) if files else 0
+    except OSError:
+        return 0
 
 
 def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any, callbacks: Sequence[EpochCallback] = (),
@@ -224,23 +300,95 @@ def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits], task
 
 
 def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -> Dict[str, Any]:
-    """Run one experiment into ``run_dir``; return what is written to ``results.json``.
+    """Run one experiment into ``run_dir`` under the run-folder contract (:mod:`lstm_ae.run_folder`);
+    return what is written to ``results.json``.
 
-    ``continue_job`` (a multirun's job): a job folder that already holds this config's results is
-    not trained again (its results are returned), and one holding this config's ``last.pt`` is
-    continued from there, so rerunning an interrupted sweep into its folder finishes it.
+    The folder's lock is taken first (a second writer is refused in one line), then :func:`plan`
+    decides, before anything is written, whether the run starts, continues (``trainer.resume``, or
+    ``continue_job``: a multirun's job folder holding this config's ``last.pt``) or is done already
+    (this config's ``results.json``: returned, not trained again). Then ``.hydra/`` and the
+    manifest are written, the run trains and tests, and its end state is recorded whatever happens.
     """
-    fingerprint = config_fingerprint(cfg)
-    if continue_job and (done := _finished(run_dir, fingerprint)) is not None:
-        log.info("this job finished before (%s): not trained again", run_dir / "results.json")
-        return done
+    run_dir = Path(run_dir)
+    fingerprint = rf.fingerprint(cfg)
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    overrides = list(hydra.overrides.task) if hydra is not None else []
+    with contextlib.ExitStack() as held:
+        held.enter_context(rf.Lock(run_dir))
+        todo = plan(cfg, run_dir, fingerprint, continue_job, overrides)
+        folder = todo.folder
+        if folder != run_dir:
+            held.enter_context(rf.Lock(folder))
+        if todo.done is not None:
+            log.info("%s holds this config's results (finished before): not trained again", folder / rf.RESULTS)
+            return todo.done
+        if hydra is not None:
+            save_hydra(run_dir, cfg)
+        fields = dict(
+            config=hydra.job.config_name if hydra is not None else None,
+            script=hydra.job.name if hydra is not None else None,
+            task=hydra.runtime.choices.get("task") if hydra is not None else None,
+            choices={k: v for k, v in (hydra.runtime.choices.items() if hydra is not None else [])
+                     if not k.startswith(("schema/", "hydra/", "hydra"))},
+            job=multirun_job(), overrides=rf.defining_overrides(overrides), config_sha1=fingerprint,
+            epochs_planned=cfg.trainer.epochs, folds=cfg.task.get("folds"),
+        )
+        folders = [folder] if folder == run_dir else [folder, run_dir]
+        for f in folders:
+            rf.start(f, **fields, resumes=str(folder) if f != folder else None)
+        try:
+            results = _train(cfg, folder, todo.resume, fingerprint)
+        except BaseException as err:
+            status, reason = ended(err, folder)
+            for f in folders:
+                with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted"
+                    rf.end(f, status, reason, epoch=_epochs_done(folder))
+            raise
+        for f in folders:
+            rf.end(f, "finished", epoch=results["epochs_run"])
+        return results
+
+
+def save_hydra(run_dir: Path, cfg: DictConfig) -> None:
+    """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them. The project's Hydra config sets
+    ``hydra.output_subdir: null``, so that they are written here, after the folder's lock is held and
+    the plan checked: a refused run leaves another run's ``.hydra/`` as it was."""
+    from hydra.core.utils import _save_config
+
+    hydra_cfg = HydraConfig.instance().cfg
+    out = run_dir / rf.HYDRA
+    _save_config(cfg, "config.yaml", out)
+    _save_config(hydra_cfg, "hydra.yaml", out)
+    _save_config(hydra_cfg.hydra.overrides.task, "overrides.yaml", out)
+
+
+def ended(err: BaseException, folder: Path) -> Tuple[str, str]:
+    """(end status, reason) of a run stopped by ``err``."""
+    if isinstance(err, Pruned):
+        return "pruned", str(err)
+    if isinstance(err, KeyboardInterrupt):
+        name = signal.Signals(err.signum).name if isinstance(err, Interrupted) else "Ctrl-C (SIGINT)"
+        return "interrupted", (f"{name} after epoch {_epochs_done(folder)}; checkpoints/last.pt kept: "
+                               "continue with trainer.resume=auto (a sweep: rerun it into its folder)")
+    if rf.disk_full(err):
+        return "failed", f"{type(err).__name__}: disk full ({err.filename or folder}): {DISK_FULL_FIX}"
+    if isinstance(err, TrainingDiverged):
+        return "diverged", f"{type(err).__name__}: {err}"
+    return "failed", f"{type(err).__name__}: {str(err).splitlines()[0][:1000] if str(err) else ''}"
+
+
+DISK_FULL_FIX = ("free some space, then rerun the same command with trainer.resume=auto "
+                 "(checkpoints/last.pt keeps the last good epoch)")
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume: bool, fingerprint: str) -> Dict[str, Any]:
+    """Validate, train (or cross-validate), test once, write ``results.json`` and the figures."""
     validate(cfg)
     configure_torch(cfg.trainer.num_threads)
     seed_everything(cfg.trainer.seed)
     task = build(cfg.task)
-    run_dir = _run_dir_or_resumed(cfg, run_dir)
+    rf.update(run_dir, objective=f"val_{task.objective}", objective_mode=task.objective_mode)
     logger = build_logger(cfg, run_dir)  # without its extra: fails here, before the data are loaded
-    resume = cfg.trainer.resume is not None or (continue_job and _checkpoint_tag(run_dir) == fingerprint)
     splits = load_data(cfg, task)
     folds = group_folds(splits, task.folds) if task.folds is not None else None
     if task.figures and splits.overview is not None and len(splits.overview.columns):
@@ -272,7 +420,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
         torch_version=torch.__version__,
         config_sha1=fingerprint,
     )
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    rf.write_json(run_dir / rf.RESULTS, results)  # strict JSON: a NaN metric is written as null
     if logger is not None:
         logger.finish(cfg, results, HydraConfig.get().overrides.task if HydraConfig.initialized() else ())
     if task.figures:
@@ -297,72 +445,110 @@ def _pruning(task: Any) -> List[EpochCallback]:
     return [callback] if callback is not None else []
 
 
-def _finished(run_dir: Path, fingerprint: str) -> Optional[Dict[str, Any]]:
-    """The results of ``run_dir`` when they are this config's, else None."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or another stop signal) turned into an exception in the main thread, like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """While a run trains: SIGTERM ends it like Ctrl-C (its end state written, checkpoint kept). In a
+    launcher's worker process (joblib), the run also stops when the sweep's process is gone: a worker
+    never trains on as an orphan."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    watch = _watch_parent()
     try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
+        yield
+    finally:
+        if watch is not None:
+            watch.set()
+        signal.signal(signal.SIGTERM, previous)
+
+
+SWEEP_PID = "LSTM_AE_SWEEP_PID"  # set by lstm_ae.callbacks in the sweep's process; inherited by its workers
+
+
+def _watch_parent() -> Optional[threading.Event]:
+    """In a launcher's worker (its parent is the sweep's process): a thread that sends this process
+    SIGTERM once that parent is gone. Returns the event that stops the thread; None elsewhere."""
+    sweep = os.environ.get(SWEEP_PID)
+    if not sweep or int(sweep) == os.getpid() or os.getppid() != int(sweep):
         return None
-    return results if results.get("config_sha1") == fingerprint else None
+    done = threading.Event()
 
+    def watch() -> None:
+        while not done.wait(1.0):
+            if os.getppid() != int(sweep):
+                log.error("the sweep's process (%s) is gone: stopping this job", sweep)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
-def _checkpoint_tag(run_dir: Path) -> Optional[str]:
-    """The fingerprint saved in ``run_dir``'s last.pt (a fold's, under cross-validation), if any."""
-    lasts = _last_checkpoints(run_dir)
-    if not lasts:
-        return None
-    try:
-        return torch.load(lasts[0], map_location="cpu", weights_only=False).get("tag")
-    except Exception:  # unreadable: not ours to continue
-        return None
-
-
-def _run_dir_or_resumed(cfg: DictConfig, run_dir: Path) -> Path:
-    """``run_dir``, created; or, with ``trainer.resume``, the folder of the run to continue."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    previous = resume_dir(cfg.trainer.resume, run_dir, list(overrides))
-    if previous is not None and previous != run_dir:
-        log.info("resuming the run in %s (results go there)", previous)
-        return previous
-    if cfg.trainer.resume == "auto" and previous is None:
-        log.info("trainer.resume=auto: no unfinished run to resume; starting afresh")
-    return run_dir
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    return done
 
 
 def run(cfg: DictConfig) -> Any:
     """Entry point body for ``@hydra.main`` functions; returns the objective for sweepers.
 
-    A user's mistake (:class:`UserError`) is reported in one line. A single run then exits with
-    status 2; a job of a multirun returns NaN instead -- as it does for any other exception,
-    whose traceback goes to the job's log -- so the sweep goes on (Optuna records the trial as
-    failed). The reason is written to ``error.txt`` in the job folder, and ``summary.csv``
-    lists the job as failed with it. A job stopped by the Optuna study's pruner writes
-    ``pruned.json`` (its last epoch) and returns :class:`lstm_ae.sweep.PrunedAt`.
+    A user's mistake (:class:`UserError`, a full disk) is reported in one line. A single run then
+    exits with status 2; a job of a multirun returns NaN instead -- as it does for any other
+    exception, whose traceback goes to the job's log -- so the sweep goes on (Optuna records the
+    trial as failed); the reason is in the job's manifest (``run.json``) and ``summary.csv``. A
+    job stopped by the Optuna study's pruner returns :class:`lstm_ae.sweep.PrunedAt`. SIGTERM and
+    Ctrl-C end a run in one line (exit status 143 / 130), its checkpoint kept; in a multirun they
+    stop the sweep.
     """
     run_dir = run_dir_from_hydra()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        results = train_and_test(cfg, run_dir, continue_job=multirun)
+        with stop_signals():
+            results = train_and_test(cfg, run_dir, continue_job=multirun)
     except Pruned as err:
         log.info("%s", err)
-        (run_dir / PRUNED).write_text(json.dumps({"epoch": err.epoch}) + "\n")
         return PrunedAt(err.epoch)
-    except UserError as err:
-        log.error("%s: %s", type(err).__name__, err)
+    except KeyboardInterrupt as err:
+        status, reason = ended(err, run_dir)
+        log.error("interrupted: %s", reason)
         if multirun:
-            _write_error(run_dir, f"{type(err).__name__}: {err}")
+            raise
+        sys.exit(143 if isinstance(err, Interrupted) and err.signum == signal.SIGTERM else 130)
+    except (UserError, OSError) as err:
+        if isinstance(err, OSError) and not rf.disk_full(err):
+            if not multirun:
+                raise
+            log.exception("the job failed")
+            return float("nan")
+        log.error("%s", ended(err, run_dir)[1])
+        if multirun:
+            _record_refusal(run_dir, cfg, err)
             return float("nan")
         sys.exit(2)
-    except Exception as err:
+    except Exception:
         if not multirun:
             raise
         log.exception("the job failed")
-        _write_error(run_dir, f"{type(err).__name__}: {err}")
         return float("nan")
     return float(results[results["objective"]])
 
 
-def _write_error(run_dir: Path, message: str) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "error.txt").write_text(message.splitlines()[0][:1000] + "\n")
+def _record_refusal(run_dir: Path, cfg: DictConfig, err: BaseException) -> None:
+    """A sweep job that stopped before its run started (a refused resume, a bad checkpoint path): its
+    own fresh folder gets ``.hydra/`` and a failed end state, so that ``summary.csv`` lists it; a folder
+    holding something else (another run, another writer) is left as it was."""
+    if isinstance(err, (FolderBusy, RunFolderError)) or rf.manifest(run_dir) is not None or rf.has_training(run_dir):
+        return
+    with contextlib.suppress(OSError):
+        save_hydra(run_dir, cfg)
+        rf.start(run_dir, overrides=rf.defining_overrides(HydraConfig.get().overrides.task),
+                 config_sha1=rf.fingerprint(cfg), epochs_planned=cfg.trainer.epochs)
+        rf.end(run_dir, *ended(err, run_dir))

@@ -240,7 +240,7 @@ def section(doc: Doc, name: str, title: str, folder: Optional[Path]) -> bool:
         df = pd.read_csv(folder / "summary.csv")
         swept = [c for c in df.columns if "." in c and df[c].nunique() > 1]
         cols = [c for c in [*swept, "val_mse", "test_mse", "best_epoch", "train_seconds", "status"] if c in df]
-        doc.para(f"{len(df)} models ({(df['status'] == 'completed').sum()} completed), best validation MSE first "
+        doc.para(f"{len(df)} models ({(df['status'] == 'finished').sum()} finished), best validation MSE first "
                  f"(folder {folder}).")
         doc.table(cols, df[cols].values.tolist())
         return True

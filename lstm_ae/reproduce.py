@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from lstm_ae.runs import training_overrides
+from lstm_ae.run_folder import defining_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def is_complete(folder: Path, sweep: bool) -> bool:
 
 def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:
     """The overrides the run in ``folder`` was started with, from its saved config (a sweep: ``multirun.yaml``),
-    but those that do not change what is trained (``runs.training_overrides``); None where none are saved."""
+    but those that do not change what is trained (``run_folder.defining_overrides``); None where none are saved."""
     try:
         if sweep:
             saved = yaml.safe_load((folder / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
@@ -116,7 +116,7 @@ def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:
             saved = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return None
-    return training_overrides(saved or [])
+    return defining_overrides(saved or [])
 
 
 def set_aside(folder: Path) -> Path:
@@ -137,10 +137,11 @@ def set_aside(folder: Path) -> Path:
 def _composed_fingerprint(script: str, overrides: Tuple[str, ...]) -> str:
     from hydra import compose, initialize_config_dir
 
-    from lstm_ae.config import config_fingerprint  # and the schemas conf/ builds on
+    import lstm_ae.config  # noqa: F401 - the schemas conf/ builds on
+    from lstm_ae.run_folder import fingerprint
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return config_fingerprint(compose(Path(script).stem.removeprefix("lstm_ae_"), overrides=list(overrides)))
+        return fingerprint(compose(Path(script).stem.removeprefix("lstm_ae_"), overrides=list(overrides)))
 
 
 def composed_fingerprint(script: str, overrides: Sequence[str]) -> str:
@@ -167,9 +168,10 @@ def config_changed(exp: Experiment, folder: Path) -> Optional[str]:
 
 
 def stale(exp: Experiment, folder: Path, wanted: Sequence[str]) -> Optional[str]:
-    """Why the run in ``folder`` is not a run of ``wanted`` (the experiment's overrides) with conf/ as it is now."""
-    ran = ran_with(folder, exp.sweep)
-    if ran is not None and ran != list(wanted):
+    """Why the run in ``folder`` is not a run of ``wanted`` (the experiment's overrides; those that do not
+    change what is trained aside, as for the saved ones) with conf/ as it is now."""
+    ran, wanted = ran_with(folder, exp.sweep), defining_overrides(wanted)
+    if ran is not None and ran != wanted:
         return f"was run with {' '.join(ran) or 'no overrides'}, not {' '.join(wanted) or 'no overrides'}"
     return config_changed(exp, folder)
 

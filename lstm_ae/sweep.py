@@ -8,7 +8,6 @@ over those seeds: every row then also holds its configuration's ``<objective>_me
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -16,15 +15,17 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pandas as pd
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from lstm_ae import run_folder as rf
 
 log = logging.getLogger(__name__)
 
 TRIAL_ENV = "LSTM_AE_OPTUNA_TRIAL"  # set in each job of the Optuna sweeper (hydra.job.env_set): its trial number
-PRUNED = "pruned.json"  # in a job folder: the epoch after which the study's pruner stopped it
 
 
 @dataclass
@@ -43,31 +44,33 @@ class Pruned(Exception):
 
 
 def collect(sweep_dir: Path, ended_only: bool = False) -> pd.DataFrame:
-    """One row per job folder under ``sweep_dir``: overrides, results.json metrics, folder.
-    ``ended_only``: only jobs that ended (results, pruned or error.txt), not those still running."""
+    """One row per job folder under ``sweep_dir``: overrides, status (as
+    :func:`lstm_ae.run_folder.status` decides it), results.json metrics, folder. ``ended_only``: only
+    jobs that ended, not those still running."""
     rows: List[Dict[str, Any]] = []
     keys: List[str] = []  # the override keys, in order of appearance
-    for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+    for overrides_file in sorted(Path(sweep_dir).glob(f"*/{rf.HYDRA}/overrides.yaml")):
         job_dir = overrides_file.parent.parent
+        man = rf.manifest(job_dir)
+        if man is not None and man.get("resumes"):
+            continue  # a job that continued a run elsewhere: listed there
+        state = rf.status(job_dir, man)
+        if ended_only and state.status == "running":
+            continue
         row: Dict[str, Any] = {"job": job_dir.name}
-        for item in OmegaConf.load(overrides_file):
+        for item in yaml.safe_load(overrides_file.read_text()) or []:
             key, _, value = str(item).partition("=")
             if not key.startswith(("hparams_search", "hydra")):
                 row[key.lstrip("+~")] = value
                 keys += [key.lstrip("+~")] if key.lstrip("+~") not in keys else []
-        results_file = job_dir / "results.json"
-        if (job_dir / PRUNED).exists():
-            row["status"] = "pruned"
-            row["pruned_at_epoch"] = json.loads((job_dir / PRUNED).read_text())["epoch"]
-        elif results_file.exists():
-            row["status"] = "completed"
-            row.update(json.loads(results_file.read_text()))
-        elif ended_only and not (job_dir / "error.txt").exists():
-            continue
-        else:
-            row["status"] = "failed"
-            error_file = job_dir / "error.txt"
-            row["error"] = error_file.read_text().strip() if error_file.exists() else "no results.json (killed?)"
+        row["status"] = state.status
+        if state.status == "finished":
+            row.update(rf.read_json(job_dir / rf.RESULTS) or {})
+        elif state.status == "pruned":
+            ended = (man or {}).get("end") or rf.read_json(job_dir / rf.LEGACY_PRUNED) or {}
+            row["pruned_at_epoch"] = ended.get("epoch")
+        elif state.status != "running":
+            row["error"] = state.reason
         row["run_dir"] = str(job_dir)
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -89,23 +92,27 @@ SEED = "trainer.seed"
 
 def _seed_statistics(df: pd.DataFrame, objective: str, config: List[str]) -> pd.DataFrame:
     """Each job's configuration (``config``: its override keys but the seed) gets the mean and standard
-    deviation of the objective over its seeds' jobs (none if one failed) and the count of completed
+    deviation of the objective over its seeds' jobs (none if one failed) and the count of finished
     seeds: a winner is then not a lucky seed."""
     key = df[config].astype(str).agg("|".join, axis=1) if config else pd.Series("", index=df.index)
-    values = pd.to_numeric(df[objective], errors="coerce").where(df["status"] == "completed")
+    values = pd.to_numeric(df[objective], errors="coerce").where(df["status"] == "finished")
     grouped = values.groupby(key)
-    # a configuration with a failed seed gets no mean: it ranks after those that completed every seed
+    # a configuration with a failed seed gets no mean: it ranks after those that finished every seed
     mean = grouped.apply(lambda v: v.mean(skipna=False))
     std = grouped.apply(lambda v: v.std(ddof=1, skipna=False))
     return df.assign(**{f"{objective}_mean": key.map(mean), f"{objective}_std": key.map(std),
                         "seeds": key.map(grouped.count())})
 
 
-def write_summary(df: pd.DataFrame, path: Path) -> None:
-    """``df`` to ``path`` atomically (a temporary file renamed): readers and parallel jobs never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def write_summary(df: pd.DataFrame, path: Path) -> bool:
+    """``df`` to ``path`` atomically (:func:`lstm_ae.run_folder.write_atomic`): readers and parallel jobs
+    never see half a file. A full disk (any OSError) is logged in one line and the sweep goes on: False."""
+    try:
+        rf.write_atomic(path, df.to_csv(index=False).encode())
+    except OSError as err:
+        log.error("summary.csv not written (%s: %s); the sweep goes on", path, err.strerror or err)
+        return False
+    return True
 
 
 class SweepSummary(Callback):
@@ -125,10 +132,11 @@ class SweepSummary(Callback):
             log.warning("no job folders found in %s; no summary written", sweep_dir)
             return
         path = sweep_dir / "summary.csv"
-        write_summary(df, path)
-        done = df[df["status"] == "completed"]
+        if not write_summary(df, path):
+            return
+        done = df[df["status"] == "finished"]
         if done.empty:
-            log.warning("no job completed; summary in %s", path)
+            log.warning("no job finished; summary in %s", path)
             return
         best = done.iloc[0]
         objective = best["objective"]
@@ -141,7 +149,7 @@ class SweepSummary(Callback):
             objective_text = f"{objective}={best[objective]:.5f}"
         # printed, not logged: this is the answer the user ran the sweep for
         print(
-            f"summary of {len(df)} jobs ({len(done)} completed): {path}\n"
+            f"summary of {len(df)} jobs ({len(done)} finished): {path}\n"
             f"best: {swept or 'all jobs equal'}  {objective_text}{test}\n"
             f"      {best['run_dir']}"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import csv
 import functools
+import io
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from lstm_ae.data import Split, Splits
 from lstm_ae.errors import CheckpointError, ConfigError, TrainingDiverged
 from lstm_ae.model import AEOutput
 from lstm_ae.optim import param_groups
+from lstm_ae.run_folder import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +81,12 @@ def resolve_device(device: Device | str, job: Optional[int] = None) -> torch.dev
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save into memory, then :func:`lstm_ae.run_folder.write_atomic`: a crash never leaves half a
+    checkpoint, and a full disk raises OSError (ENOSPC), keeps the previous checkpoint and leaves no
+    temporary file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getbuffer())
 
 
 @dataclass

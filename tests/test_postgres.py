@@ -130,7 +130,7 @@ def test_three_workers_one_killed_end_with_exactly_n_trials_and_no_password_anyw
     assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
     # every finished trial: a job folder with results.json and a row in its worker's summary.csv
     rows = pd.concat([pd.read_csv(f / "summary.csv") for f in folders if (f / "summary.csv").exists()])
-    completed = rows[rows["status"] == "completed"]
+    completed = rows[rows["status"] == "finished"]
     assert len(completed) == N_TRIALS
     assert sorted(completed["optimizer.lr"].round(12)) == sorted(round(t.params["optimizer.lr"], 12) for t in done)
     assert all((Path(d) / "results.json").is_file() for d in completed["run_dir"])

@@ -37,7 +37,7 @@ def free_ports(n: int):
 
 def assert_two_completed_jobs(sweep_dir: Path) -> None:
     df = pd.read_csv(sweep_dir / "summary.csv")
-    assert len(df) == 2 and (df["status"] == "completed").all()
+    assert len(df) == 2 and (df["status"] == "finished").all()
     assert set(df["model.hidden_size"]) == {4, 8}
 
 

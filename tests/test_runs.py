@@ -1,9 +1,9 @@
 """``python -m lstm_ae.runs``: one table of run folders, each with the right status.
 
-Run folders are made in ``tmp_path`` in the shape the real code writes them (Hydra's ``.hydra/``,
-the trainer's ``metrics.csv``, ``results.json``, the log); one real two-job toy sweep (a finished
-and a failed job) checks that shape against the real thing. Every status has a test, and every
-command leaves the run folders as they were.
+Run folders are made in ``tmp_path`` in the shapes the real code writes (``.hydra/``, the
+manifest ``run.json``, ``metrics.csv``, ``results.json``; and folders from before the manifest);
+one real two-job toy sweep (a finished and a failed job) checks that shape against the real
+thing. Every status has a test, and every command leaves the run folders as they were.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 import pytest
 import yaml
 
+from lstm_ae import run_folder as rf
 from lstm_ae import runs
 from tests.conftest import ROOT, TINY_TOY, run_in_process, run_script
 
@@ -147,53 +148,72 @@ def test_finished_run_shows_its_results(tmp_path):
     assert row["overrides"] == "model.hidden_size=8 trainer.epochs=5 trainer.device=cpu"  # no trainer.progress
 
 
+def manifest(folder: Path, end: Optional[dict] = None, **fields) -> None:
+    """The manifest a run writes when it starts (``end`` null), or when it ended (``end``: its end state)."""
+    data = {"version": 1, "config": "toy", "script": "lstm_ae_toy", "task": "reconstruct",
+            "choices": {"task": "reconstruct", "optimizer": "adam"}, "overrides": ["model.hidden_size=8"],
+            "config_sha1": "f2cbc0ce6dfd0523", "epochs_planned": 10, "folds": None, "resumes": None,
+            "objective": "val_mse", "objective_mode": "min", "started": "2026-11-26T10:00:00", "end": end, **fields}
+    (folder / rf.MANIFEST).write_text(json.dumps(data))
+
+
 def test_a_run_killed_mid_epoch_is_interrupted(tmp_path):
-    """SIGKILL mid-epoch: metrics.csv ends in a cut row, no results.json, nothing written since."""
+    """SIGKILL mid-epoch: metrics.csv ends in a cut row, no results.json, no end state, no lock holder."""
     make_run(tmp_path / "killed", epochs=3, planned=10, results=False, cut=True, age=3600)
-    row = listing(tmp_path)["killed"]
-    assert row["status"] == "interrupted"
-    assert row["epochs"] == 3  # the cut row is not an epoch
-    assert row["best_epoch"] == 3 and row["best_val"] == pytest.approx(0.1 / 3)
-    assert row["train_seconds"] == 4.5
-    assert "last write 60 min ago" in row["reason"]
+    manifest(tmp_path / "killed")
+    make_run(tmp_path / "old", epochs=3, planned=10, results=False, cut=True, age=3600)  # no manifest
+    rows = listing(tmp_path)
+    for name in ("killed", "old"):
+        row = rows[name]
+        assert row["status"] == "interrupted"
+        assert row["epochs"] == 3  # the cut row is not an epoch
+        assert row["best_epoch"] == 3 and row["best_val"] == pytest.approx(0.1 / 3)
+        assert row["train_seconds"] == 4.5
+    assert rows["killed"]["reason"] == "no end recorded and no process holds run.lock (killed?)"
+    assert rows["old"]["reason"] == "no results.json and no write for 300 s"
 
 
-def test_a_run_still_writing_is_running(tmp_path):
-    """Written seconds ago (a run on this or another machine), or held open for writing by a process."""
-    make_run(tmp_path / "fresh", epochs=2, planned=10, results=False, cut=True, age=5)
-    make_run(tmp_path / "open", epochs=2, planned=10, results=False, age=DAY)
-    make_run(tmp_path / "read", epochs=2, planned=10, results=False, age=DAY)
-    with open(tmp_path / "open" / "metrics.csv", "ab") as w, open(tmp_path / "read" / "metrics.csv", "rb") as r:
-        writer = subprocess.Popen(["sleep", "60"], stdout=w)  # a process appending to metrics.csv
-        reader = subprocess.Popen(["sleep", "60"], stdin=r)  # tail -f, TensorBoard: reading is not running
+def test_a_run_holding_its_lock_is_running(tmp_path):
+    """A process holding run.lock is running, whatever its files say; the holder is named; once it lets go
+    (or dies: the kernel releases the lock) the run is what its manifest says."""
+    folder = make_run(tmp_path / "live", epochs=2, planned=10, results=False, age=DAY)
+    manifest(folder)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lstm_ae.run_folder import Lock; "
+                               f"Lock({str(folder)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        rows = listing(tmp_path)
-        if sys.platform.startswith("linux"):
-            assert rows["open"]["status"] == "running"
-            assert rows["open"]["reason"] == f"process {writer.pid} is writing it"
-        assert rows["read"]["status"] == "interrupted"
-        assert rows["fresh"]["status"] == "running" and "no process here writes it" in rows["fresh"]["reason"]
-        assert rows["fresh"]["epochs"] == 2
-        # --stale 0: only a writing process counts; the fresh folder has none
-        assert listing(tmp_path, stale=0)["fresh"]["status"] == "interrupted"
+        assert holder.stdout.readline().strip() == "held"
+        row = listing(tmp_path)["live"]
+        assert row["status"] == "running" and row["reason"].startswith(f"pid {holder.pid} on ")
+        assert row["reason"].endswith("holds run.lock") and row["epochs"] == 2
     finally:
-        for proc in (writer, reader):
-            proc.kill()
-            proc.wait()
+        holder.kill()
+        holder.wait()
+    assert listing(tmp_path)["live"]["status"] == "interrupted"  # killed: its lock went with it
 
 
-def test_the_staleness_limit_grows_with_the_runs_epochs(tmp_path):
-    """A run whose epochs take 10 minutes, last written 15 minutes ago, is still in its next epoch."""
-    folder = make_run(tmp_path / "slow", epochs=2, planned=10, results=False)
-    text = (folder / "metrics.csv").read_text().replace(",1.5\n", ",600.0\n")
-    (folder / "metrics.csv").write_text(text)
-    set_age(folder, 900)
-    assert listing(tmp_path)["slow"]["status"] == "running"
-    set_age(folder, 1300)
-    assert listing(tmp_path)["slow"]["status"] == "interrupted"
+def test_a_folder_from_before_the_manifest_written_recently_is_running(tmp_path):
+    make_run(tmp_path / "fresh", epochs=2, planned=10, results=False, cut=True, age=5)
+    row = listing(tmp_path)["fresh"]
+    assert row["status"] == "running" and row["reason"].startswith("last write ") and row["epochs"] == 2
+    assert listing(tmp_path, stale=0)["fresh"]["status"] == "interrupted"
 
 
-def test_failed_sweep_job_shows_the_reason_from_error_txt(tmp_path):
+@pytest.mark.parametrize("status, reason", [
+    ("failed", "ConfigError: dataset.dip_scale must be a non-negative number; got nan"),
+    ("interrupted", "SIGTERM after epoch 3; checkpoints/last.pt kept: continue with trainer.resume=auto"),
+    ("diverged", DIVERGED.format(epoch=4, folder="x")),
+    ("pruned", "pruned by the Optuna study after epoch 3"),
+])
+def test_the_end_state_in_the_manifest_is_the_status(tmp_path, status, reason):
+    folder = make_run(tmp_path / "r", results=False, epochs=3, planned=10)
+    manifest(folder, end={"status": status, "reason": reason, "epoch": 3})
+    row = listing(tmp_path)["r"]
+    assert (row["status"], row["reason"], row["epochs"], row["epochs_planned"]) == (status, reason, 3, 10)
+    assert row["best_val"] == pytest.approx(0.1 / 3)
+
+
+def test_failed_sweep_job_from_before_the_manifest_shows_the_reason_from_error_txt(tmp_path):
     folder = make_run(tmp_path / "3", results=False, epochs=0, age=None)
     (folder / "error.txt").write_text("ConfigError: model.hidden_size must be positive; got -1\n")
     set_age(folder, DAY)
@@ -203,33 +223,11 @@ def test_failed_sweep_job_shows_the_reason_from_error_txt(tmp_path):
     assert row["epochs"] == 0
 
 
-def test_failed_single_run_shows_the_error_record_of_its_log(tmp_path):
-    log = ["[2026-11-26 10:00:00,000][lstm_ae][ERROR] - ConfigError: dataset.dip_scale must be a non-negative "
-           "number; got nan"]
-    make_run(tmp_path / "bad", results=False, epochs=0, log=log)
-    row = listing(tmp_path)["bad"]
-    assert row["status"] == "failed" and row["reason"].startswith("ConfigError: dataset.dip_scale")
-
-
-def test_an_error_before_later_records_does_not_count(tmp_path):
-    """The log of a run resumed in place: the old ERROR is followed by new epochs."""
-    log = ["[2026-11-26 10:00:00,000][lstm_ae][ERROR] - TrainingDiverged: ...",
-           "[2026-11-26 11:00:00,000][lstm_ae.trainer][INFO] - epoch 3/10"]
-    make_run(tmp_path / "again", results=False, epochs=3, planned=10, log=log)
-    assert listing(tmp_path)["again"]["status"] == "interrupted"
-
-
-@pytest.mark.parametrize("sweep", [False, True])
-def test_nan_stopped_run_is_diverged(tmp_path, sweep):
-    """TrainingDiverged: metrics.csv keeps the last good epoch; the reason is in error.txt (a sweep
-    job) or the log's last record (a single run, which exits 2)."""
+def test_nan_stopped_job_from_before_the_manifest_is_diverged(tmp_path):
     folder = tmp_path / "nan"
     reason = DIVERGED.format(epoch=4, folder=folder)
-    log = [f"[2026-11-26 10:00:0{e},000][lstm_ae.trainer][INFO] - epoch {e}/10" for e in (1, 2, 3)]
-    log += [] if sweep else [f"[2026-11-26 10:00:04,000][lstm_ae][ERROR] - {reason}"]
-    make_run(folder, results=False, epochs=3, planned=10, log=log, age=None)
-    if sweep:
-        (folder / "error.txt").write_text(reason + "\n")
+    make_run(folder, results=False, epochs=3, planned=10, age=None)
+    (folder / "error.txt").write_text(reason + "\n")
     set_age(folder, DAY)
     row = listing(tmp_path)["nan"]
     assert row["status"] == "diverged" and row["reason"] == reason
@@ -237,7 +235,7 @@ def test_nan_stopped_run_is_diverged(tmp_path, sweep):
     assert row["best_val"] == pytest.approx(0.1 / 3)
 
 
-def test_pruned_job(tmp_path):
+def test_pruned_job_from_before_the_manifest(tmp_path):
     folder = make_run(tmp_path / "7", results=False, epochs=6, planned=150, age=None)
     (folder / "pruned.json").write_text(json.dumps({"epoch": 6}) + "\n")
     set_age(folder, DAY)
@@ -266,22 +264,40 @@ def test_cross_validation_folds_belong_to_their_run(tmp_path):
     killed = rows["cv_killed"]
     assert killed["status"] == "interrupted" and killed["folds"] == "3/3"
     assert killed["epochs"] == 2  # the fold in progress
-    assert "(fold 3/3)" in killed["reason"]
 
 
-def test_a_resumed_runs_new_folder_is_not_listed_but_counts(tmp_path):
-    """trainer.resume=auto: Hydra's new folder holds only .hydra/ and the log; the run goes on in the old one."""
+def test_a_resumed_runs_new_folder_is_not_listed(tmp_path):
+    """trainer.resume=auto: Hydra's new folder holds .hydra/ and a manifest naming the run it continues."""
     old = make_run(tmp_path / "2026-11-26_10-00-00", epochs=3, planned=10, results=False)
-    log = [f"[2026-11-26 11:00:00,000][lstm_ae][INFO] - resuming the run in {old} (results go there)",
-           f"[2026-11-26 11:00:01,000][lstm_ae][ERROR] - {DIVERGED.format(epoch=5, folder=old)}"]
-    new = make_run(tmp_path / "2026-11-26_11-00-00", results=False, epochs=0, log=log, age=None)
+    manifest(old, end={"status": "diverged", "reason": "TrainingDiverged: ...", "epoch": 3})
+    new = make_run(tmp_path / "2026-11-26_11-00-00", results=False, epochs=0, age=None)
     for name in ("metrics.csv", "checkpoints"):  # a resuming run writes only into the old folder
         shutil.rmtree(new / name) if name == "checkpoints" else (new / name).unlink()
-    set_age(new, DAY)
+    manifest(new, resumes=str(old), end={"status": "diverged", "reason": "TrainingDiverged: ...", "epoch": 3})
     found = runs.collect([tmp_path])
     assert [r["folder"] for r in found.rows] == [str(old)]
-    assert found.rows[0]["status"] == "diverged" and "(the resume in " in found.rows[0]["reason"]
-    assert found.messages.notes == [f"{new}: not listed: its process continued the run in {old} (trainer.resume)"]
+    assert found.rows[0]["status"] == "diverged"
+    assert [t for k, t in found.messages.lines if k == "note"] == [
+        f"{new}: not listed: its process continued the run in {old} (trainer.resume)"]
+
+
+def test_odd_files_never_hang_the_table_and_are_named(tmp_path):
+    """A FIFO named metrics.csv or run.lock (a reader would wait forever), a garbage metrics.csv: one error line
+    each, naming the file; the runs are still listed."""
+    fifo = make_run(tmp_path / "fifo", results=False, epochs=2, planned=10, age=DAY)
+    manifest(fifo)
+    (fifo / "metrics.csv").unlink()
+    os.mkfifo(fifo / "metrics.csv")
+    os.mkfifo(fifo / "run.lock")
+    junk = make_run(tmp_path / "junk", results=False, epochs=2, planned=10, age=DAY)
+    (junk / "metrics.csv").write_bytes(HEADER.encode() + b"\n\x00\x00\x00garbage\n1,2,3\n")
+    code = f"from lstm_ae import runs; import sys; sys.exit(runs.main([{str(tmp_path)!r}, '--json']))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert sorted(Path(r["folder"]).name for r in json.loads(proc.stdout)) == ["fifo", "junk"]
+    assert proc.stderr.splitlines() == [
+        f"error: {fifo / 'metrics.csv'}: not a regular file (a FIFO, socket or device?); not read",
+        f"error: {junk / 'metrics.csv'}: malformed: 2 row(s) that are not 7 numbers"]
 
 
 def test_classify_run_uses_its_objective(tmp_path):
@@ -334,6 +350,8 @@ def test_a_real_sweep(real_sweep, tmp_path, capsys):
     killed = tmp_path / "killed"
     shutil.copytree(real_sweep / "0", killed)
     (killed / "results.json").unlink()
+    man = json.loads((killed / "run.json").read_text())
+    (killed / "run.json").write_text(json.dumps({**man, "end": None}))  # SIGKILL: no end state
     text = (killed / "metrics.csv").read_bytes()
     (killed / "metrics.csv").write_bytes(text[: text.rindex(b"\n", 0, len(text) - 2) + 12])
     set_age(killed, 3600)
@@ -346,24 +364,6 @@ def test_a_real_sweep(real_sweep, tmp_path, capsys):
     assert header.split()[:4] == ["start", "config", "task", "status"]
     assert " finished " in first and "mse " in first and first.rstrip().endswith(runs.shorten(real_sweep / "0"))
     assert second.rstrip().endswith("got nan")
-
-
-def test_yaml_lines_read_as_the_parser_reads_them(real_sweep):
-    """The fast reading of .hydra/*.yaml (runs.lookup_yaml) gives every scalar the full parse gives."""
-    def scalars(data, path=()):
-        for key, value in data.items():
-            if isinstance(value, dict):
-                yield from scalars(value, (*path, str(key)))
-            elif not isinstance(value, list) and not (isinstance(value, str) and "\n" in value):
-                yield (*path, str(key)), value
-
-    checked = 0
-    for name in ("config.yaml", "hydra.yaml"):
-        text = (real_sweep / "0" / ".hydra" / name).read_text()
-        for path, value in scalars(yaml.safe_load(text)):
-            assert runs.lookup_yaml(text, list(path)) == value, path
-            checked += 1
-    assert checked > 100
 
 
 # ------------------------------------------------------------------------ filters, order, output
@@ -509,8 +509,8 @@ def test_malformed_results_json_is_one_line_and_exit_1(three, capsys):
     rows = json.loads(out)
     assert status == 1 and len(rows) == 4
     assert rows[0]["status"] == "unknown" and rows[0]["reason"] == "results.json unreadable"
-    assert err == [f"error: {bad}: cannot be read (malformed: Expecting ',' delimiter: line 1 column 17 (char 16)); "
-                   "its run is listed as unknown"]
+    assert err == [f"error: {bad}: malformed (Expecting ',' delimiter: line 1 column 17 (char 16)); "
+                   "its run is listed without it"]
 
 
 @pytest.mark.parametrize("name, text, message", [

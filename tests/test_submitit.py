@@ -25,7 +25,7 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Submitit 'local' sweep output dir" in proc.stderr + proc.stdout
     df = pd.read_csv(sweep / "summary.csv")
-    assert len(df) == 2 and (df["status"] == "completed").all() and set(df["model.hidden_size"]) == {4, 8}
+    assert len(df) == 2 and (df["status"] == "finished").all() and set(df["model.hidden_size"]) == {4, 8}
     for job in ("0", "1"):
         results = json.loads((sweep / job / "results.json").read_text())
         assert results["epochs_run"] == 1 and results["test_mse"] > 0

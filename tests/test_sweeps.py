@@ -25,7 +25,7 @@ def test_basic_multirun_writes_sorted_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(sweep_dir / "summary.csv")
     assert len(df) == 2 and set(df["model.hidden_size"]) == {4, 8}
-    assert (df["status"] == "completed").all()
+    assert (df["status"] == "finished").all()
     assert list(df["val_mse"]) == sorted(df["val_mse"])  # best first
     for _, row in df.iterrows():
         res = json.loads((sweep_dir / str(row["job"]) / "results.json").read_text())
@@ -41,7 +41,7 @@ def test_optuna_multirun_with_sqlite_storage_continues_the_study(tmp_path):
     first = run_in_process("lstm_ae_toy.py", *args, f"hydra.sweep.dir={tmp_path / 'a'}")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "a" / "summary.csv")
-    assert len(summary) == 2 and (summary["status"] == "completed").all()
+    assert len(summary) == 2 and (summary["status"] == "finished").all()
 
     study = optuna.load_study(study_name="toy_optuna", storage=f"sqlite:///{db}")
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -63,12 +63,12 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = run_in_process("lstm_ae_toy.py", "-m", *TINY, "model.hidden_size=0,4", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(sweep_dir / "summary.csv")
-    assert dict(zip(df["model.hidden_size"], df["status"])) == {4: "completed", 0: "failed"}
-    assert list(df["status"]) == ["completed", "failed"]  # failed jobs last
+    assert dict(zip(df["model.hidden_size"], df["status"])) == {4: "finished", 0: "failed"}
+    assert list(df["status"]) == ["finished", "failed"]  # failed jobs last
     assert "model.hidden_size must be a positive integer" in proc.stdout + proc.stderr
 
 
-def test_collect_marks_jobs_without_results_as_failed(tmp_path):
+def test_collect_marks_jobs_without_results_or_end_state_as_interrupted(tmp_path):
     for job, val in (("0", 0.2), ("1", None), ("2", 0.1)):
         (tmp_path / job / ".hydra").mkdir(parents=True)
         (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- model.hidden_size={job}\n")
@@ -76,7 +76,8 @@ def test_collect_marks_jobs_without_results_as_failed(tmp_path):
             (tmp_path / job / "results.json").write_text(json.dumps({"objective": "val_mse", "val_mse": val}))
     df = collect(tmp_path)
     assert list(df["job"]) == ["2", "0", "1"]
-    assert list(df["status"]) == ["completed", "completed", "failed"]
+    assert list(df["status"]) == ["finished", "finished", "interrupted"]
+    assert "no results.json" in df.loc[2, "error"]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
@@ -179,7 +180,10 @@ def test_summary_of_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_pa
     assert df.loc[df["model.hidden_size"] == "32", "val_mse_mean"].isna().all()
 
 
-def test_a_finished_job_is_not_trained_again_and_another_config_is(tmp_path):
+def test_a_finished_job_is_not_trained_again_and_another_config_is_refused(tmp_path):
+    """A job folder holding this config's results is done; one holding another config's run is refused in one
+    line, before anything is written (a rerun of another sweep into the same folder would mix two runs)."""
+    from lstm_ae.errors import RunFolderError
     from lstm_ae.experiment import train_and_test
     from tests.conftest import compose_cfg
 
@@ -188,9 +192,10 @@ def test_a_finished_job_is_not_trained_again_and_another_config_is(tmp_path):
     stamp = (tmp_path / "results.json").stat().st_mtime_ns
     again = train_and_test(cfg, tmp_path, continue_job=True)
     assert again == first and (tmp_path / "results.json").stat().st_mtime_ns == stamp
-    other = train_and_test(compose_cfg("toy", [*TINY, "trainer.epochs=2", "optimizer.lr=0.03"]), tmp_path,
-                           continue_job=True)
-    assert other["config_sha1"] != first["config_sha1"] and other["val_mse"] != first["val_mse"]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(RunFolderError, match="holds another run .*choose another hydra.run.dir"):
+        train_and_test(compose_cfg("toy", [*TINY, "trainer.epochs=2", "optimizer.lr=0.03"]), tmp_path, continue_job=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
@@ -214,14 +219,14 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     cut = torch.load(sweep / "1" / "checkpoints" / "last.pt", weights_only=False)["epoch"]
     assert not (sweep / "1" / "results.json").exists() and cut < 8
     killed = pd.read_csv(sweep / "summary.csv")  # written after each job: the finished job's row outlived the kill
-    assert killed["job"].tolist() == [0] and killed["status"].tolist() == ["completed"]
+    assert killed["job"].tolist() == [0] and killed["status"].tolist() == ["finished"]
     rerun = run_in_process("lstm_ae_toy.py", *args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (sweep / "0" / "results.json").stat().st_mtime_ns == done  # not trained again
     assert f"resumed from {sweep / '1' / 'checkpoints' / 'last.pt'} after epoch {cut}" in (sweep / "1" / "lstm_ae_toy.log").read_text()
     assert list(pd.read_csv(sweep / "1" / "metrics.csv")["epoch"]) == list(range(1, 9))
     df = pd.read_csv(sweep / "summary.csv")
-    assert len(df) == 4 and (df["status"] == "completed").all()
+    assert len(df) == 4 and (df["status"] == "finished").all()
 
 
 def test_grid_sampler_enumerates_the_space_once(tmp_path):
