@@ -11,7 +11,16 @@ subclassing its private ``_impl`` (measured for issue 13; see docs/sweeps.md). T
 - the study stops at ``n_trials`` trials in total: before each batch, a worker counts the
   finished trials and the ones other workers are running, and asks only for what is missing;
 - a trial left RUNNING by a killed sweep on this machine (its process is gone) is marked FAIL
-  with the user attribute ``interrupted`` and is not counted, so a rerun replaces it;
+  with the user attribute ``interrupted`` and is not counted, so a rerun replaces it; a sweep
+  stopped by SIGTERM or Ctrl-C (SIGINT) marks its own running trials so at once
+  (``interrupted=SIGTERM``) and ends in one line, exit status 128 + the signal's number;
+- a job's number (its folder, ``hydra.sweep.subdir``) is its trial's number (times the number of
+  ``seeds``, plus the seed's index): unique in the study, across calls and workers, so a new
+  trial never writes into another trial's folder, and a sweep folder holding jobs of another
+  search is refused in one line before any trial is asked for;
+- a seeded sampler resuming a study that already has trials is reseeded from (its seed, the
+  number of trials) so that it proposes new points rather than replaying those of the first call
+  (a study started afresh samples exactly as its seed says; QMC and grid continue by themselves);
 - a job that raises or returns NaN (lstm_ae returns NaN for a failed job) is told to Optuna as
   FAIL, with its reason in the user attribute ``error``; the sweep goes on unless more than
   ``max_failure_rate`` of a batch failed (default 1.0: never stop; the plugin's default is 0.0);
@@ -29,8 +38,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import socket
 import statistics
+import sys
 import threading
 import time
 import warnings
@@ -70,9 +81,11 @@ def _alive(worker: str) -> bool:
 
 def interrupted(trial: Any) -> bool:
     """A trial that did not run to its end: failed without a job error (a job's failure is stored as
-    ``error``): its worker died (:func:`fail_interrupted`, or Optuna after its heartbeat stopped),
-    or it was a ``surplus`` trial. Such trials do not count towards n_trials."""
-    return trial.state == TrialState.FAIL and (trial.user_attrs.get("interrupted") or "error" not in trial.user_attrs)
+    ``error``): its worker died (:func:`fail_interrupted`, or Optuna after its heartbeat stopped) or
+    was stopped by a signal (``interrupted`` is then its name), or it was a ``surplus`` trial. Such
+    trials do not count towards n_trials."""
+    attrs = trial.user_attrs
+    return trial.state == TrialState.FAIL and (bool(attrs.get("interrupted")) or "error" not in attrs)
 
 
 def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
@@ -332,6 +345,65 @@ def tell(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) ->
             raise
 
 
+def consecutive(trials: list) -> list[list[int]]:
+    """Indices of ``trials`` in runs of consecutive trial numbers: each run is one launch whose jobs
+    the launcher numbers from its first trial's (another worker's trial between two of ours splits a batch)."""
+    runs: list[list[int]] = []
+    for i, trial in enumerate(trials):
+        if runs and trial.number == trials[runs[-1][-1]].number + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def foreign_job(sweep_dir: Path, study: optuna.Study, per_trial: int) -> Optional[str]:
+    """The first job folder of ``sweep_dir`` (numbered as ``hydra.job.num``) that is not the job of
+    the study's trial of its number: one of another search, which a trial of this study would
+    overwrite; None when there is none."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
+        job = overrides_file.parent.parent.name
+        if not job.isdigit():
+            continue
+        trial = trials.get(int(job) // per_trial)
+        ran = {str(o) for o in OmegaConf.load(overrides_file)}
+        if trial is None or any(f"{k}={v}" not in ran for k, v in trial.params.items()):
+            return job
+    return None
+
+
+def resumed_sampler(sampler: Any, sampler_cfg: Any, n_before: int) -> Any:
+    """For a study that already has ``n_before`` trials: the sampler of ``sampler_cfg`` reseeded from
+    (its seed, ``n_before``), else None (no seed, a new study, or a sampler that continues by itself).
+
+    A seeded sampler in a new process starts its random stream afresh: TPE's and NSGA-II's first
+    trials, and every trial of the random sampler, would repeat those of the first call. QMC numbers
+    its points in the study and the grid sampler picks among the unvisited points: both are left."""
+    seed = OmegaConf.select(sampler_cfg, "seed") if OmegaConf.is_config(sampler_cfg) else None
+    if n_before == 0 or seed is None or isinstance(sampler, (functools.partial, optuna.samplers.GridSampler,
+                                                             optuna.samplers.QMCSampler)):
+        return None
+    import numpy as np
+
+    return instantiate(sampler_cfg, seed=int(np.random.SeedSequence([int(seed), n_before]).generate_state(1)[0]))
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT during a sweep (a KeyboardInterrupt, which launchers and job code already let through)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class TotalTrialsSweep:
     """The sweep loop described in the module docstring, on Hydra's public Sweeper API."""
 
@@ -344,7 +416,8 @@ class TotalTrialsSweep:
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.pruner, self.max_failure_rate = pruner, max_failure_rate
         self.seeds, self.seed_key = list(seeds or []), seed_key
-        self.n_trials, self.n_jobs, self.params, self.job_idx = n_trials, n_jobs, params or {}, 0
+        self.n_trials, self.n_jobs, self.params = n_trials, n_jobs, params or {}
+        self.asked: list = []  # the trials of the batch being asked for and run
         self.extend = instantiate({"_target_": custom_search_space, "_partial_": True}) if custom_search_space else None
         self.directions = [str(getattr(d, "name", d)) for d in ([direction] if isinstance(direction, str) else direction)]
         prunes = pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner)
@@ -470,6 +543,62 @@ class TotalTrialsSweep:
         stale = fail_interrupted(study, storage)
         log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, shown(self.storage),
                  counted(study), self.n_trials, f"; {stale} interrupted trial(s) marked failed" if stale else "")
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        per_trial = max(1, len(self.seeds))
+        if (job := foreign_job(sweep_dir, study, per_trial)) is not None:
+            raise SystemExit(f"hydra.sweep.dir={sweep_dir}: its job folder {job} was not run by trial "
+                             f"{int(job) // per_trial} of study {study.study_name!r} in {shown(self.storage)} "
+                             "(another search's folder, or other hydra.sweeper.seeds) and a trial would overwrite it; "
+                             "give this search its own hydra.sweep.dir")
+        n_before = len(study.get_trials(deepcopy=False))
+        sampler = resumed_sampler(self.sampler, OmegaConf.select(self.config, "hydra.sweeper.sampler"), n_before)
+        if sampler is not None:
+            study.sampler = sampler
+            log.info("sampler reseeded from (hydra.sweeper.sampler.seed, %d trials in the study): it proposes new "
+                     "points rather than those of the study's first call", n_before)
+        previous = {s: signal.getsignal(s) or signal.SIG_DFL for s in STOP_SIGNALS} \
+            if threading.current_thread() is threading.main_thread() else {}  # (handlers: the main thread's)
+        try:
+            for s in previous:
+                signal.signal(s, _raise_interrupted)
+            self._run(study, storage, space, fixed_params, removed)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Interrupted)
+            for s in previous:
+                signal.signal(s, signal.SIG_IGN)  # a second signal does not cut the clean-up short
+            signum = getattr(stop, "signum", signal.SIGINT)
+            marked = self._fail_own_running(study, storage, signal.Signals(signum).name)
+            print(f"sweep stopped by {signal.Signals(signum).name}: {marked}; the same command with "
+                  f"hydra.sweep.dir={sweep_dir} continues study {study.study_name!r} (n_trials counts the whole study)",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum) from None
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        self._write_results(study, sweep_dir)
+
+    def _fail_own_running(self, study: optuna.Study, storage: Any, reason: str) -> str:
+        """Mark this worker's running trials FAIL with the user attribute ``interrupted=<reason>``;
+        what was done, in words."""
+        numbers, asked = [], {t.number for t in self.asked}
+        try:
+            study_id = storage.get_study_id_from_name(study.study_name)
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                worker = trial.user_attrs.get("worker")
+                if worker == WORKER or (worker is None and trial.number in asked):
+                    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+                    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # it ended meanwhile
+                        storage.set_trial_user_attr(trial_id, "interrupted", reason)
+                        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                        numbers.append(trial.number)
+        except Exception as err:  # noqa: BLE001 - the storage is out of reach: the next call marks them
+            return f"its running trials are not marked ({type(err).__name__}; the next call marks them)"
+        if not numbers:
+            return "no trial was running"
+        return (f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))} marked FAIL "
+                f"(user attribute interrupted={reason})")
+
+    def _run(self, study: optuna.Study, storage: Any, space: dict, fixed_params: dict, removed: list) -> None:
+        """Ask, launch and tell batches until the study has n_trials counted trials."""
         per_trial = max(1, len(self.seeds))
         while True:
             if stale := fail_interrupted(study, storage):  # another worker died: its trials are run again
@@ -480,22 +609,29 @@ class TotalTrialsSweep:
                     break
                 time.sleep(min(5.0, self.heartbeat_interval or 5.0))  # until they finish or turn out to be dead
                 continue
+            self.asked = []  # what a signal's clean-up marks (a trial not yet given our worker's name)
             with quiet_heartbeats():
-                trials = [study.ask() for _ in range(todo)]
+                for _ in range(todo):
+                    self.asked.append(study.ask())
+            trials = list(self.asked)
             for trial in trials:
                 trial.set_user_attr("worker", WORKER)
             if not (trials := self._drop_surplus(study, trials)):
                 continue
             overrides = self._configure_trials(trials, space, fixed_params, removed)
+            returns = []
             with Heartbeat(storage, trials):
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            self.job_idx += len(returns)
+                for run in consecutive(trials):  # job number = trial number x seeds (+ the seed's index)
+                    jobs = [job for i in run for job in overrides[i * per_trial:(i + 1) * per_trial]]
+                    returns += self.launcher.launch(jobs, initial_job_idx=trials[run[0]].number * per_trial)
             failures = [err for i, trial in enumerate(trials)
                         if (err := self._tell(study, trial, returns[i * per_trial:(i + 1) * per_trial]))]
             if failures and len(failures) / len(trials) > self.max_failure_rate:
                 log.error("%d of %d trial(s) of this batch failed (hydra.sweeper.max_failure_rate=%s): stopping",
                           len(failures), len(trials), self.max_failure_rate)
                 raise failures[0]
+
+    def _write_results(self, study: optuna.Study, sweep_dir: Path) -> None:
         done = [t for t in study.trials if t.state == TrialState.COMPLETE]
         results: dict[str, Any] = {"name": "optuna", "n_trials": self.n_trials,
                                    "complete": len(done), "counted": counted(study)}
@@ -506,6 +642,5 @@ class TotalTrialsSweep:
         elif done:
             results["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
             log.info("%d Pareto-optimal trial(s)", len(results["solutions"]))
-        sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
