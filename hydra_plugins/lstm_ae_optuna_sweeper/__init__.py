@@ -1,11 +1,27 @@
 """The project's Optuna sweeper (lstm_ae/optuna_sweeper.py) as a Hydra plugin: ``hydra/sweeper=optuna``
-with its samplers ``hydra/sweeper/sampler=tpe|random|grid|nsgaii|qmc``. The class lives here because
-Hydra 1.3 loads plugins only from the ``hydra_plugins`` namespace. Importing optuna is deferred to
-the first sweep (Hydra imports every plugin module at start-up, and optuna takes about a second)."""
+with its samplers ``hydra/sweeper/sampler=tpe|random|grid|nsgaii|qmc`` and pruners
+``hydra/sweeper/pruner=...``. The class lives here because Hydra 1.3 loads plugins only from the
+``hydra_plugins`` namespace. Importing optuna is deferred to the first sweep (Hydra imports every
+plugin module at start-up, and optuna takes about a second).
+
+The official hydra-optuna-sweeper registers the same names (``hydra/sweeper/optuna``, the samplers
+``tpe``, ``random``, ``grid``, ``nsgaii``, ``qmc``) in Hydra's ConfigStore, where the last plugin
+imported wins: which one that is depends on the order of sys.path (measured with 1.3.0 and 1.4.0rc3
+on PYTHONPATH: theirs, so ``hparams_search=toy_optuna`` stopped at ``Could not override
+'hydra/sweeper/pruner'``, theirs having no pruners, and ``hydra/sweeper=optuna`` ran their sweeper).
+:class:`KeepOurNames` stores ours again once every plugin is imported and before any config is
+composed (Hydra asks search-path plugins for their paths right after importing all plugins), so
+these names are the project's whatever else is installed; the sweeper then says in one line that
+the plugin is not used (:data:`SHADOWED`). The plugin's other samplers (cmaes, motpe, ...) keep
+their entries.
+"""
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import MISSING
 
@@ -117,14 +133,38 @@ class OptunaSweeperConf:
     grace_period: Optional[int] = None
 
 
-cs = ConfigStore.instance()
-cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="lstm_ae")
-for name, node in {"tpe": TPE, "random": Random, "grid": Grid, "nsgaii": NSGAII, "qmc": QMC}.items():
-    cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="lstm_ae")
-for name, node in {"none": NoPruner, "median": MedianPruner, "percentile": PercentilePruner,
-                   "successive_halving": SuccessiveHalvingPruner, "hyperband": HyperbandPruner,
-                   "threshold": ThresholdPruner}.items():
-    cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="lstm_ae")
+PROVIDER = "lstm_ae"
+SAMPLERS = {"tpe": TPE, "random": Random, "grid": Grid, "nsgaii": NSGAII, "qmc": QMC}
+PRUNERS = {"none": NoPruner, "median": MedianPruner, "percentile": PercentilePruner,
+           "successive_halving": SuccessiveHalvingPruner, "hyperband": HyperbandPruner, "threshold": ThresholdPruner}
+SHADOWED: Dict[str, str] = {}  # config name -> the provider whose entry ours replaced (the official plugin's)
+
+
+def register() -> None:
+    """Store the sweeper, sampler and pruner configs under their names; an entry another provider
+    stored under one of them is replaced, and remembered in :data:`SHADOWED`."""
+    cs = ConfigStore.instance()
+    for group, nodes in {"hydra/sweeper": {"optuna": OptunaSweeperConf}, "hydra/sweeper/sampler": SAMPLERS,
+                         "hydra/sweeper/pruner": PRUNERS}.items():
+        for name, node in nodes.items():
+            try:
+                provider = cs.load(f"{group}/{name}.yaml").provider
+            except Exception:  # noqa: BLE001 - not stored yet
+                provider = PROVIDER
+            if provider != PROVIDER:
+                SHADOWED[f"{group}/{name}"] = str(provider)
+            cs.store(group=group, name=name, node=node, provider=PROVIDER)
+
+
+register()
+
+
+class KeepOurNames(SearchPathPlugin):
+    """Adds no search path: Hydra calls it after importing every plugin, before composing a config,
+    the moment to store our configs again over any plugin imported after this module."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        register()
 
 
 class OptunaSweeper(Sweeper):
@@ -137,6 +177,11 @@ class OptunaSweeper(Sweeper):
         self.impl = TotalTrialsSweep(**kwargs)
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        if SHADOWED:
+            logging.getLogger(__name__).warning(
+                "another plugin (%s) registers %s too: this sweep runs the project's (lstm_ae/optuna_sweeper.py), "
+                "the other's entries are not used (pip uninstall hydra-optuna-sweeper: it needs optuna < 3)",
+                ", ".join(sorted(set(SHADOWED.values()))), ", ".join(sorted(SHADOWED)))
         self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> None:
