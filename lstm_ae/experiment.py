@@ -476,6 +476,7 @@ def stop_signals() -> Iterator[None]:
 
 
 SWEEP_PID = "LSTM_AE_SWEEP_PID"  # set by lstm_ae.callbacks in the sweep's process; inherited by its workers
+ORPHANED = False  # set in a launcher's worker whose sweep process is gone: the worker then exits
 
 
 def _watch_parent() -> Optional[threading.Event]:
@@ -489,6 +490,8 @@ def _watch_parent() -> Optional[threading.Event]:
     def watch() -> None:
         while not done.wait(1.0):
             if os.getppid() != int(sweep):
+                global ORPHANED
+                ORPHANED = True
                 log.error("the sweep's process (%s) is gone: stopping this job", sweep)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
@@ -517,8 +520,11 @@ def run(cfg: DictConfig) -> Any:
         log.info("%s", err)
         return PrunedAt(err.epoch)
     except KeyboardInterrupt as err:
-        status, reason = ended(err, run_dir)
+        reason = ended(err, run_dir)[1]
         log.error("interrupted: %s", reason)
+        if ORPHANED:  # nobody is left to take this worker's answer: it ends here, not idles on
+            logging.shutdown()
+            os._exit(143)
         if multirun:
             raise
         sys.exit(143 if isinstance(err, Interrupted) and err.signum == signal.SIGTERM else 130)

@@ -146,6 +146,11 @@ def test_a_run_of_an_earlier_definition_is_run_anew_and_kept_aside(smoke, tmp_pa
     one_epoch = reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=[*cpu, "trainer.epochs=1"])
     assert one_epoch["toy"]["status"] == "done"  # other overrides: another run
     assert len(list(tmp_path.glob("smoke/toy.old-*[0-9]"))) == 2
+    # overrides that do not define a run (trainer.progress, hydra.*), repeated: the run is done, twice
+    watched = [*cpu, "trainer.epochs=1", "trainer.progress=false", "hydra.job.chdir=false"]
+    for _ in range(2):
+        assert reproduce.reproduce("smoke", tmp_path, only=["toy"], overrides=watched)["toy"]["status"] == "done before"
+    assert len(list(tmp_path.glob("smoke/toy.old-*[0-9]"))) == 2
 
 
 def test_a_run_whose_defaults_changed_since_is_stale(smoke, tmp_path):
