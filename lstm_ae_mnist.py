@@ -17,4 +17,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    with lstm_ae.experiment.one_line_stop():
+        main()

@@ -10,9 +10,12 @@ rows, a log line per epoch, the checkpoint and figure files (as empty stand-ins:
 listed, never read). Half the folders are single runs (``outputs/toy/reconstruct/<date>_<time>/``),
 half are jobs of 20-job sweeps (``multirun/toy/reconstruct/<date>_<time>_<pid>/<job>/``), with a
 mix of statuses: finished, finished cross-validation (5 ``fold_<k>/``), interrupted (killed
-mid-epoch: a cut last row, no results, last write a day ago), running (last write now), failed and
-diverged (single runs: the log's ERROR record; sweep jobs: ``error.txt``), pruned (``pruned.json``).
-Every row's status is checked against the status the folder was made with.
+mid-epoch: a cut last row, no results, no end state), running (``run.lock`` held by this process
+while the table is timed), failed, diverged and pruned (the end state in ``run.json``, the
+template's manifest with its own overrides). One folder in ``LEGACY`` is written as before the
+manifest existed (no ``run.json``; ``error.txt``, ``pruned.json``; a running one's last write
+now): the table reads those from ``.hydra/``. Every row's status is checked against the status
+the folder was made with.
 
 Timed: the listing in this process (``lstm_ae.runs.main``, output to a buffer) and the command
 in a fresh interpreter (``python -m lstm_ae.runs ROOT``, interpreter start included; also with
@@ -35,10 +38,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from lstm_ae import run_folder as rf
 from lstm_ae import runs
 from lstm_ae.reproduce import cpu_name
 
@@ -57,6 +61,7 @@ MIX = {
     "pruned": (0.0, 0.14),
 }
 FIGURES = ["examples.png", "reconstructions.png", "loss.png"]
+LEGACY = 10  # one folder in LEGACY has no manifest (written before it existed)
 
 
 def template(folder: Path) -> Path:
@@ -81,9 +86,11 @@ class Maker:
         self.results = json.loads((tpl / "results.json").read_text())
         self.header = (tpl / "metrics.csv").read_text().splitlines()[0]
         self.log_name = next(tpl.glob("*.log")).name
+        self.manifest = json.loads((tpl / "run.json").read_text())
         self.tpl_dir = str(tpl)
+        self.locks: List[rf.Lock] = []  # of the "running" folders, held while the table is timed
 
-    def make(self, folder: Path, kind: str, sweep: bool, now: float) -> None:
+    def make(self, folder: Path, kind: str, sweep: bool, now: float, legacy: bool = False) -> None:
         rng = self.rng
         hidden, lr, seed = rng.choice([8, 16, 24, 32, 48]), rng.choice([0.001, 0.005, 0.01]), rng.randrange(5)
         overrides = [f"model.hidden_size={hidden}", f"optimizer.lr={lr}", f"trainer.epochs={EPOCHS}",
@@ -123,6 +130,7 @@ class Maker:
             (folder / "metrics.csv").write_text((folder / "fold_2" / "metrics.csv").read_text())
             (folder / "folds.csv").write_text("fold,best_epoch,val_loss,val_mse\n" +
                                               "".join(f"{k},{EPOCHS},0.01,0.01\n" for k in range(5)))
+        reason = ""
         if kind in ("finished", "finished_cv"):
             results = dict(self.results, epochs_run=EPOCHS, best_epoch=rng.randrange(100, EPOCHS + 1),
                            train_seconds=round(rng.uniform(100, 400), 2))
@@ -141,12 +149,23 @@ class Maker:
                       f"epoch's checkpoint is {folder}/checkpoints/last.pt. Try a lower optimizer.lr (now 0.01) or "
                       "gradient clipping (trainer.grad_clip).")
             log.append(f"[2026-11-26 10:05:00,000][lstm_ae][ERROR] - {reason}")
-            if sweep:
+            if legacy:
                 (folder / "error.txt").write_text(reason + "\n")
-        elif kind == "pruned":
+        elif kind == "pruned" and legacy:
             (folder / "pruned.json").write_text(json.dumps({"epoch": epochs}) + "\n")
+        if not legacy:
+            ends = {"finished": ("finished", ""), "finished_cv": ("finished", ""),
+                    "pruned": ("pruned", f"pruned by the Optuna study after epoch {epochs}"),
+                    "failed": ("failed", reason), "diverged": ("diverged", reason)}
+            end = ends.get(kind)
+            man = dict(self.manifest, overrides=[o for o in overrides if not o.startswith("trainer.progress")],
+                       epochs_planned=EPOCHS, folds=5 if cv else None, job=int(folder.name) if sweep else None,
+                       end=None if end is None else {"status": end[0], "reason": end[1], "epoch": epochs})
+            (folder / rf.MANIFEST).write_text(json.dumps(man, indent=2) + "\n")
+            if kind == "running":
+                self.locks.append(rf.Lock(folder).acquire())
         (folder / self.log_name).write_text("\n".join(log) + "\n")
-        if kind != "running":  # everything else ended a day ago
+        if kind != "running" or not legacy:  # everything else ended a day ago (a legacy running one: now)
             old = now - 86400 - rng.uniform(0, 86400)
             for path in sorted(folder.rglob("*"), reverse=True):
                 os.utime(path, (old, old))
@@ -162,8 +181,9 @@ class Maker:
         return rows
 
 
-def make_folders(root: Path, tpl: Path, count: int, seed: int = 0) -> Dict[str, str]:
-    """``count`` run folders under ``root/outputs`` and ``root/multirun``; {folder: expected status}."""
+def make_folders(root: Path, tpl: Path, count: int, seed: int = 0) -> Tuple[Dict[str, str], "Maker"]:
+    """``count`` run folders under ``root/outputs`` and ``root/multirun``; ({folder: expected status}, the maker,
+    holding the running folders' locks)."""
     maker, rng, now = Maker(tpl, seed), random.Random(seed), time.time()
     expected: Dict[str, str] = {}
     singles = count // 2
@@ -178,12 +198,12 @@ def make_folders(root: Path, tpl: Path, count: int, seed: int = 0) -> Dict[str, 
             folder = root / "multirun" / "toy" / "reconstruct" / f"{first}_{4000 + j // SWEEP_JOBS}" / str(j % SWEEP_JOBS)
         else:
             folder = root / "outputs" / "toy" / "reconstruct" / stamp
-        maker.make(folder, kind, sweep, now)
+        maker.make(folder, kind, sweep, now, legacy=i % LEGACY == LEGACY - 1)
         expected[str(folder)] = "finished" if kind == "finished_cv" else kind
     for sweep_dir in (root / "multirun" / "toy" / "reconstruct").iterdir():
         (sweep_dir / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
         (sweep_dir / "summary.csv").write_text("job,status\n")
-    return expected
+    return expected, maker
 
 
 def time_in_process(root: Path, repeats: int) -> List[float]:
@@ -250,7 +270,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         tpl = args.template or template(tmp_path / "template")
         root = tmp_path / "runs"
         t0 = time.perf_counter()
-        expected = make_folders(root, tpl, args.folders)
+        expected, maker = make_folders(root, tpl, args.folders)
         made = time.perf_counter() - t0
         counts = check(root, expected)
         in_process = time_in_process(root, args.repeats)
@@ -259,6 +279,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         json_command = time_command(["-m", "lstm_ae.runs", str(root), "--json"], args.repeats)
         where_command = time_command(["-m", "lstm_ae.runs", str(root), "--where", "model.hidden_size=8"], args.repeats)
         files = sum(len(f) for _, _, f in os.walk(root))
+        for lock in maker.locks:
+            lock.release()
     result = {
         "benchmark": "runs_table", "folders": args.folders, "files": files, "statuses": counts,
         "metrics_rows_per_finished_run": EPOCHS, "seconds_to_make_folders": round(made, 1),

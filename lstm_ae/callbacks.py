@@ -1,10 +1,14 @@
 """Hydra callbacks that run before any job: checks a user can fail in one line."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
@@ -13,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_ae.config import LAUNCHER_EXTRAS, launcher_installed
+from lstm_ae.errors import raise_interrupted
 
 
 def check_writable(folder: str, key: str) -> None:
@@ -33,6 +38,38 @@ def check_writable(folder: str, key: str) -> None:
         sys.exit(2)
 
 
+def children() -> list:
+    """The ids of this process's child processes (Linux: /proc; elsewhere none)."""
+    me, found = str(os.getpid()), []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me and fields[0] != "Z":  # (state, ppid, ...); a zombie has ended already
+            found.append(int(pid))
+    return found
+
+
+def stop_sweep(signum: int, frame: object) -> None:
+    """SIGTERM to a sweep's process: passed on to its launcher's workers (joblib), which record their jobs as
+    interrupted (lstm_ae.experiment), given up to 5 s to do so, then raised here as Ctrl-C is: the launcher
+    stops what is left, and the entry script ends in one line."""
+    workers = children()
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while workers and time.monotonic() < deadline and (workers := [p for p in workers if p in children()]):
+        time.sleep(0.05)
+    raise_interrupted(signum, frame)
+
+
 class CheckOutputFolder(Callback):
     """Hydra creates the run (or sweep) folder before a job starts; check it can, first."""
 
@@ -43,6 +80,12 @@ class CheckOutputFolder(Callback):
         check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
         # a launcher's worker processes inherit it: a job whose sweep process is gone stops (lstm_ae.experiment)
         os.environ["LSTM_AE_SWEEP_PID"] = str(os.getpid())
+        if threading.current_thread() is threading.main_thread():  # SIGTERM stops the sweep like Ctrl-C
+            self.previous = signal.signal(signal.SIGTERM, stop_sweep)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if getattr(self, "previous", None) is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def ray_address(address: str) -> Optional[str]:

@@ -23,3 +23,19 @@ class CheckpointError(UserError):
 
 class RunFolderError(UserError):
     """A run folder that holds another run, or an interrupted run a plain rerun would overwrite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM turned into an exception in the main thread, like Ctrl-C's KeyboardInterrupt (which launchers
+    and job code already let through); ``signum``: the signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """A signal handler: raise :class:`Interrupted` where the main thread is."""
+    raise Interrupted(signum)

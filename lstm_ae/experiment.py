@@ -32,11 +32,13 @@ from lstm_ae import plots
 from lstm_ae import run_folder as rf
 from lstm_ae.config import validate
 from lstm_ae.data import Splits, group_folds
-from lstm_ae.errors import CheckpointError, ConfigError, RunFolderError, TrainingDiverged, UserError
+from lstm_ae.errors import (CheckpointError, ConfigError, Interrupted, RunFolderError, TrainingDiverged, UserError,
+                            raise_interrupted)
 from lstm_ae.loggers import build_logger
 from lstm_ae.model import count_parameters
 from lstm_ae.run_folder import FolderBusy
 from lstm_ae.sweep import TRIAL_ENV, Pruned, PrunedAt
+from lstm_ae.tasks import Task
 from lstm_ae.trainer import EpochCallback, FitResult, SchedulerFactory, Trainer, configure_torch, seed_everything
 
 log = logging.getLogger("lstm_ae")
@@ -76,7 +78,7 @@ def scheduler_factory(cfg: DictConfig) -> Optional[SchedulerFactory]:
     return make
 
 
-def build_model(cfg: DictConfig, splits: Splits, task: Any) -> torch.nn.Module:
+def build_model(cfg: DictConfig, splits: Splits, task: Task) -> torch.nn.Module:
     """The model of ``cfg.model``; sizes left null come from the data, heads from the task."""
     features = splits.num_features
     input_size = cfg.model.input_size
@@ -104,7 +106,7 @@ def build_model(cfg: DictConfig, splits: Splits, task: Any) -> torch.nn.Module:
     return build(cfg.model, input_size=input_size, **extra)
 
 
-def load_data(cfg: DictConfig, task: Any) -> Splits:
+def load_data(cfg: DictConfig, task: Task) -> Splits:
     """The dataset's splits, checked against what the task needs."""
     splits: Splits = build(cfg.dataset)
     name = type(task).__name__
@@ -225,6 +227,15 @@ def plan(cfg: DictConfig, run_dir: Path, fingerprint: str, continue_job: bool = 
                          "hydra.run.dir")
 
 
+def _checkpointed(folder: Path) -> int:
+    """The epoch the folder's last.pt holds (a fold's: the newest), what a resume continues from; 0 if none."""
+    lasts = rf.last_checkpoints(folder)
+    try:
+        return int(torch.load(lasts[-1], map_location="cpu", weights_only=False)["epoch"]) if lasts else 0
+    except Exception:  # noqa: BLE001 - unreadable: nothing to continue from
+        return 0
+
+
 def _epochs_done(folder: Path) -> int:
     """Complete rows of the folder's metrics.csv (a fold's under cross-validation: the newest)."""
     files = [folder / rf.METRICS] if (folder / rf.METRICS).exists() else sorted(folder.glob(f"fold_*/{rf.METRICS}"))
@@ -234,7 +245,7 @@ def _epochs_done(folder: Path) -> int:
         return 0
 
 
-def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any, callbacks: Sequence[EpochCallback] = (),
+def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Task, callbacks: Sequence[EpochCallback] = (),
             resume: Optional[bool] = None, tag: Optional[str] = None) -> Tuple[torch.nn.Module, FitResult, Trainer]:
     """Train a model on ``splits`` into ``run_dir``; it returns holding its best weights.
 
@@ -266,7 +277,7 @@ def fit_one(cfg: DictConfig, run_dir: Path, splits: Splits, task: Any, callbacks
     return model, fit, trainer
 
 
-def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits], task: Any, resume: Optional[bool] = None,
+def cross_validate(cfg: DictConfig, run_dir: Path, folds: Sequence[Splits], task: Task, resume: Optional[bool] = None,
                    tag: Optional[str] = None) -> Tuple[Splits, torch.nn.Module, FitResult, Trainer, Dict[str, Any]]:
     """k-fold cross-validation (``folds``: from ``lstm_ae.data.group_folds``): one model per fold in
     ``fold_<k>/``; the best on validation wins.
@@ -340,9 +351,10 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
             results = _train(cfg, folder, todo.resume, fingerprint)
         except BaseException as err:
             status, reason = ended(err, folder)
+            epoch = _checkpointed(folder) if status == "interrupted" else _epochs_done(folder)
             for f in folders:
                 with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted"
-                    rf.end(f, status, reason, epoch=_epochs_done(folder))
+                    rf.end(f, status, reason, epoch=epoch)
             raise
         for f in folders:
             rf.end(f, "finished", epoch=results["epochs_run"])
@@ -368,8 +380,10 @@ def ended(err: BaseException, folder: Path) -> Tuple[str, str]:
         return "pruned", str(err)
     if isinstance(err, KeyboardInterrupt):
         name = signal.Signals(err.signum).name if isinstance(err, Interrupted) else "Ctrl-C (SIGINT)"
-        return "interrupted", (f"{name} after epoch {_epochs_done(folder)}; checkpoints/last.pt kept: "
-                               "continue with trainer.resume=auto (a sweep: rerun it into its folder)")
+        again = ("continue with trainer.resume=auto" if multirun_job() is None else
+                 "the same sweep with its hydra.sweep.dir goes on (a grid continues this job, an Optuna study "
+                 "runs a new trial)")
+        return "interrupted", f"{name} after epoch {_checkpointed(folder)}; checkpoints/last.pt kept: {again}"
     if rf.disk_full(err):
         return "failed", f"{type(err).__name__}: disk full ({err.filename or folder}): {DISK_FULL_FIX}"
     if isinstance(err, TrainingDiverged):
@@ -386,7 +400,10 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, fingerprint: str) -> Di
     validate(cfg)
     configure_torch(cfg.trainer.num_threads)
     seed_everything(cfg.trainer.seed)
-    task = build(cfg.task)
+    task: Task = build(cfg.task)
+    if not isinstance(task, Task):
+        raise ConfigError(f"task._target_={cfg.task._target_} is not a task: it lacks members of lstm_ae.tasks.Task "
+                          "(docs/extending.md)")
     rf.update(run_dir, objective=f"val_{task.objective}", objective_mode=task.objective_mode)
     logger = build_logger(cfg, run_dir)  # without its extra: fails here, before the data are loaded
     splits = load_data(cfg, task)
@@ -433,7 +450,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, fingerprint: str) -> Di
     return results
 
 
-def _pruning(task: Any) -> List[EpochCallback]:
+def _pruning(task: Task) -> List[EpochCallback]:
     """In a job of the Optuna sweeper with a pruner: the callback that reports the validation
     objective every epoch and stops a pruned trial (not under cross-validation, whose folds repeat
     the epochs)."""
@@ -445,14 +462,6 @@ def _pruning(task: Any) -> List[EpochCallback]:
     return [callback] if callback is not None else []
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or another stop signal) turned into an exception in the main thread, like Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
     """While a run trains: SIGTERM ends it like Ctrl-C (its end state written, checkpoint kept). In a
@@ -462,10 +471,7 @@ def stop_signals() -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     watch = _watch_parent()
     try:
         yield
@@ -545,6 +551,20 @@ def run(cfg: DictConfig) -> Any:
         log.exception("the job failed")
         return float("nan")
     return float(results[results["objective"]])
+
+
+@contextlib.contextmanager
+def one_line_stop() -> Iterator[None]:
+    """Around an entry script's ``main()``: a run or sweep stopped by SIGTERM or Ctrl-C ends with one line
+    and the exit status 128 + the signal (130, 143), not a traceback. (A run has logged its own line
+    and exits by itself; this catches what a sweep lets through.)"""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        print(f"stopped by {signal.Signals(signum).name}: the runs keep their checkpoints; the same command goes on "
+              "(a run: with trainer.resume=auto; a sweep: with its hydra.sweep.dir)", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
 
 
 def _record_refusal(run_dir: Path, cfg: DictConfig, err: BaseException) -> None:

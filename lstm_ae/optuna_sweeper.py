@@ -59,6 +59,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from lstm_ae.errors import raise_interrupted
 from lstm_ae.sweep import TRIAL_ENV, Pruned, PrunedAt
 
 log = logging.getLogger(__name__)
@@ -389,18 +390,6 @@ def resumed_sampler(sampler: Any, sampler_cfg: Any, n_before: int) -> Any:
     return instantiate(sampler_cfg, seed=int(np.random.SeedSequence([int(seed), n_before]).generate_state(1)[0]))
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT during a sweep (a KeyboardInterrupt, which launchers and job code already let through)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -560,7 +549,7 @@ class TotalTrialsSweep:
             if threading.current_thread() is threading.main_thread() else {}  # (handlers: the main thread's)
         try:
             for s in previous:
-                signal.signal(s, _raise_interrupted)
+                signal.signal(s, raise_interrupted)
             self._run(study, storage, space, fixed_params, removed)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Interrupted)
             for s in previous:

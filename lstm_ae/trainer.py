@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from lstm_ae.errors import CheckpointError, ConfigError, TrainingDiverged
 from lstm_ae.model import AEOutput
 from lstm_ae.optim import param_groups
 from lstm_ae.run_folder import write_atomic
+
+if TYPE_CHECKING:  # lstm_ae.tasks imports matplotlib (plots): not needed to train
+    from lstm_ae.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -267,12 +270,12 @@ class Trainer:
             outs.append(out.map(lambda t: t.float().to(x.device)))
         return AEOutput.cat(outs)
 
-    def evaluate(self, model: nn.Module, task: Any, split: Split) -> Dict[str, float]:
+    def evaluate(self, model: nn.Module, task: Task, split: Split) -> Dict[str, float]:
         """Every loss part of ``task`` over the whole of ``split``."""
         return {k: v.item() for k, v in task.losses(self.predict(model, split.x), split).items()}
 
     # ------------------------------------------------------------------ training
-    def fit(self, model: nn.Module, task: Any, splits: Splits, optimizer: OptimizerFactory,
+    def fit(self, model: nn.Module, task: Task, splits: Splits, optimizer: OptimizerFactory,
             scheduler: Optional[SchedulerFactory] = None, callbacks: Sequence[EpochCallback] = (),
             resume: bool = False, tag: Optional[str] = None) -> FitResult:
         """Train on ``splits.train``, validate every epoch, keep the best-on-validation weights.
@@ -342,7 +345,7 @@ class Trainer:
             model.load_state_dict(state.best_model)
         return state.result
 
-    def _train_epoch(self, model: nn.Module, task: Any, train: Split, opt, per_batch_sched, batches, epoch: int,
+    def _train_epoch(self, model: nn.Module, task: Task, train: Split, opt, per_batch_sched, batches, epoch: int,
                      pool: Optional[ThreadPoolExecutor], shards: int,
                      augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None) -> Dict[str, float]:
         """One pass over ``train`` in a seeded random order, each batch through ``augment`` (a
@@ -382,7 +385,7 @@ class Trainer:
             means.update(clip_fraction=clipped.item() / steps, grad_norm=norms.item() / steps)
         return means
 
-    def _losses(self, model: nn.Module, task: Any, batch: Split) -> Dict[str, torch.Tensor]:
+    def _losses(self, model: nn.Module, task: Task, batch: Split) -> Dict[str, torch.Tensor]:
         with self.autocast():
             out = model(batch.x)
         return task.losses(out.float(), batch)  # losses and metrics always in fp32
@@ -396,7 +399,7 @@ class Trainer:
             return self.cfg.shards
         return torch.get_num_threads() if steps >= AUTO_SHARDS_MIN_STEPS else 1
 
-    def _forward_backward(self, model: nn.Module, task: Any, batch: Split,
+    def _forward_backward(self, model: nn.Module, task: Task, batch: Split,
                           pool: Optional[ThreadPoolExecutor] = None, shards: int = 1) -> Dict[str, torch.Tensor]:
         """Loss parts of ``batch`` (batch means), with their gradients in the parameters' ``.grad``.
 

@@ -284,3 +284,24 @@ def test_a_full_disk_in_one_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path
     assert dict(zip(df["job"], df["status"])) == {1: "finished", 0: "failed"}
     assert "disk full" in df.loc[df["job"] == 0, "error"].item()
     assert not list(sweep.rglob("*.tmp"))
+
+
+def test_sigterm_of_a_grid_sweep_ends_it_in_one_line(tmp_path):
+    """The basic launcher runs the jobs in the sweep's process: the job in progress records its end state, the
+    sweep stops with one line and 143; the same command with the sweep folder finishes it."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY_TOY, NO_FIGURES, "dataset.num_sequences=1500", "trainer.epochs=400", "model.hidden_size=4,6",
+            f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "lstm_ae_toy.py"), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (sweep / "0" / "metrics.csv").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in out + err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM: the runs keep their checkpoints")
+    end = json.loads((sweep / "0" / "run.json").read_text())["end"]
+    assert end["status"] == "interrupted" and "a grid continues this job" in end["reason"]
+    assert not (sweep / "1").exists()
