@@ -8,7 +8,7 @@ Runs go to ``<out>/<budget>/<experiment>/`` (default ``--out outputs/reproduce``
 run is no longer the experiment's (its definition, the command's overrides or a default in conf/
 changed: its saved overrides or ``config_sha1`` differ) is moved aside to ``<experiment>.old-<time>``
 and run anew. An experiment
-whose folder holds ``results.json`` (a sweep: ``summary.csv``) is skipped, and an interrupted
+whose run finished (a sweep: ran to its end, ``sweep.json``) is skipped, and an interrupted
 run is continued from its ``last.pt`` (``trainer.resume``), so the command can be rerun after a
 crash (an interrupted sweep is run again). ``<out>/<budget>/reproduce.csv`` keeps each
 experiment's status and wall time (of the call that ran it), the machine and the torch version;
@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from lstm_ae.run_folder import defining_overrides
+from lstm_ae.run_folder import defining_overrides, finished
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,8 @@ BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
 def is_complete(folder: Path, sweep: bool) -> bool:
-    return (folder / ("summary.csv" if sweep else "results.json")).exists()
+    """The run finished (a sweep: ran to its end), as :func:`lstm_ae.run_folder.finished` decides."""
+    return finished(folder, sweep)
 
 
 def ran_with(folder: Path, sweep: bool) -> Optional[List[str]]:

@@ -54,6 +54,7 @@ CHECKPOINTS = "checkpoints"
 BEST = f"{CHECKPOINTS}/best.pt"
 LAST = f"{CHECKPOINTS}/last.pt"
 FOLDS = "folds.csv"
+SUMMARY, SWEEP_END = "summary.csv", "sweep.json"  # in a sweep's folder: a row per job; written when the sweep ended
 LEGACY_PRUNED, LEGACY_ERROR = "pruned.json", "error.txt"  # end markers of folders without a manifest
 FILES = (HYDRA, MANIFEST, LOCK, METRICS, RESULTS, BEST, LAST, FOLDS)
 
@@ -306,6 +307,14 @@ def _legacy_status(folder: Path, stale: float, now: float) -> State:
     if newest > now - stale:
         return State("running", f"last write {now - newest:.0f} s ago (a folder without {MANIFEST})")
     return State("interrupted", f"no {RESULTS} and no write for {stale:.0f} s")
+
+
+def finished(folder: Path, sweep: bool = False) -> bool:
+    """Whether the run in ``folder`` finished (``sweep``: whether the sweep in it ran to its end, every job
+    ended, ``sweep.json``; a killed sweep has a ``summary.csv`` of the jobs that ended before)."""
+    if sweep:
+        return read_json(Path(folder) / SWEEP_END) is not None
+    return status(folder).status == "finished"
 
 
 # ------------------------------------------------------------------------------ training files

@@ -9,7 +9,7 @@ over those seeds: every row then also holds its configuration's ``<objective>_me
 from __future__ import annotations
 
 import logging
-import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
@@ -123,7 +123,7 @@ class SweepSummary(Callback):
             sweep_dir = Path(config.hydra.sweep.dir)
             df = collect(sweep_dir, ended_only=True)
             if not df.empty:
-                write_summary(df, sweep_dir / "summary.csv")
+                write_summary(df, sweep_dir / rf.SUMMARY)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -131,9 +131,14 @@ class SweepSummary(Callback):
         if df.empty:
             log.warning("no job folders found in %s; no summary written", sweep_dir)
             return
-        path = sweep_dir / "summary.csv"
+        path = sweep_dir / rf.SUMMARY
         if not write_summary(df, path):
             return
+        try:  # the sweep ran to its end (lstm_ae.run_folder.finished; a killed one has only summary.csv)
+            rf.write_json(sweep_dir / rf.SWEEP_END, {"jobs": len(df), "statuses": {k: int(v) for k, v in df["status"].value_counts().items()},
+                                                     "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        except OSError as err:
+            log.error("%s not written (%s)", sweep_dir / rf.SWEEP_END, err.strerror or err)
         done = df[df["status"] == "finished"]
         if done.empty:
             log.warning("no job finished; summary in %s", path)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lstm_ae import reproduce, run_folder
 from lstm_ae.optuna_sweeper import objective_values
 from lstm_ae.sweep import TRIAL_ENV, collect
 from tests.conftest import NO_FIGURES, ROOT, TINY_TOY, run_in_process, run_script
@@ -220,6 +221,7 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     assert not (sweep / "1" / "results.json").exists() and cut < 8
     killed = pd.read_csv(sweep / "summary.csv")  # written after each job: the finished job's row outlived the kill
     assert killed["job"].tolist() == [0] and killed["status"].tolist() == ["finished"]
+    assert not run_folder.finished(sweep, sweep=True) and not reproduce.is_complete(sweep, sweep=True)  # not done
     rerun = run_in_process("lstm_ae_toy.py", *args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (sweep / "0" / "results.json").stat().st_mtime_ns == done  # not trained again
@@ -227,6 +229,8 @@ def test_an_interrupted_grid_reruns_only_what_is_missing(tmp_path):
     assert list(pd.read_csv(sweep / "1" / "metrics.csv")["epoch"]) == list(range(1, 9))
     df = pd.read_csv(sweep / "summary.csv")
     assert len(df) == 4 and (df["status"] == "finished").all()
+    assert json.loads((sweep / "sweep.json").read_text())["statuses"] == {"finished": 4}
+    assert reproduce.is_complete(sweep, sweep=True)
 
 
 def test_grid_sampler_enumerates_the_space_once(tmp_path):
