@@ -41,7 +41,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from lstm_ae.errors import UserError
 
@@ -315,6 +315,60 @@ def finished(folder: Path, sweep: bool = False) -> bool:
     if sweep:
         return read_json(Path(folder) / SWEEP_END) is not None
     return status(folder).status == "finished"
+
+
+# ------------------------------------------------------------------------------- finding runs
+Report = Callable[[str, str, str], None]  # (kind: "error" or "note", path, text)
+
+
+def find(paths: Iterable[Any], report: Report) -> List[Path]:
+    """Every run folder below ``paths`` (a folder holding ``.hydra/``; the search stops there, so a
+    cross-validation run's ``fold_<k>/`` belong to it), in walk order. Unreadable folders are reported as
+    errors; a folder with no run in or below it beside one that has runs, as a note."""
+    runs: List[Path] = []
+    seen: set = set()
+
+    def visit(folder: str) -> bool:
+        """Walk ``folder``; True when it holds a run folder (or could not be read: no note then)."""
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:  # a symbolic link back up, or a PATH given twice
+                return True
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            report("error", folder, f"cannot read this folder ({err.strerror or err})")
+            return True
+        if any(e.name == HYDRA and _is_dir(e) for e in entries):
+            runs.append(Path(folder))
+            return True
+        found, empty = False, []
+        for e in entries:
+            if not e.name.startswith(".") and _is_dir(e):
+                if visit(e.path):
+                    found = True
+                else:
+                    empty.append(e.path)
+        for path in empty if found else []:  # a sibling holds runs: these are leftovers worth a note
+            report("note", path, "not a run folder (no .hydra/ in or below it), skipped")
+        return found
+
+    for path in map(os.fspath, paths):
+        if not os.path.exists(path):
+            report("error", path, "no such folder")
+        elif not os.path.isdir(path):
+            report("error", path, "not a folder (give a run folder or a folder of runs)")
+        elif not visit(path):
+            report("note", path, "no run folders in it (a run folder holds .hydra/), skipped")
+    return runs
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------ training files

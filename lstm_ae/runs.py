@@ -3,25 +3,15 @@
     python -m lstm_ae.runs                                   # every run below outputs/ and multirun/
     python -m lstm_ae.runs multirun/toy --status finished --sort val_mse --top 5
     python -m lstm_ae.runs --task classify --where model.hidden_size=128 --csv runs.csv
-    python -m lstm_ae.runs --json | jq '.[] | select(.status == "failed") | .reason'
 
-One row per run folder (a folder holding ``.hydra/``; the search does not descend into one, so a
-cross-validation run's ``fold_<k>/`` belong to it): config and script, task, start, status and
-reason, the overrides that define the run, epochs run / planned, the validation objective, the
-test metrics with their baselines, training time, folder. What a run folder holds, its status and
-which overrides define it are decided by :mod:`lstm_ae.run_folder`; this module reads its manifest
-(``run.json``), ``results.json`` and, for a run without results, ``metrics.csv``. Folders written
-before the manifest existed are read from ``.hydra/``. A folder whose manifest says it continued a
-run elsewhere (``trainer.resume``) is not listed: that run's row shows it. Only regular files are
-read (a FIFO or device named like a run file is named as unreadable, never waited on); every
-unreadable or malformed file gets one error line on stderr and the exit status 1, and its run is
-still listed. No torch, no pandas: 1,000 folders in well under 2 s (``python -m bench.runs_table``);
-never writes into a run folder.
-
-Filters and order: ``--task``, ``--status``, ``--where KEY=VALUE`` (a column, a config group such
-as ``optimizer``, or a config key such as ``model.hidden_size``; numbers compare as numbers),
-``--sort KEY`` (``--reverse``), ``--top N``. Exit status: 0; 1 when a PATH or a run's file could
-not be read; 2 for a bad option or a ``--where``/``--sort`` key no run has.
+One row per run folder (:func:`lstm_ae.run_folder.find`). Its status, and which overrides define
+it, are :mod:`lstm_ae.run_folder`'s; the row comes from the manifest (``run.json``),
+``results.json`` and, for a run without results, ``metrics.csv``; a folder from before the
+manifest, from ``.hydra/``. A folder whose manifest names a run it continued (``resumes``) is not
+listed: that run's row shows it. Only regular files are read (a FIFO is never waited on); every
+unreadable or malformed file gets one error line on stderr (exit status 1) and its run is still
+listed. No torch, no pandas (``python -m bench.runs_table``); never writes into a run folder.
+Columns, filters and exit statuses: docs/runs.md.
 """
 from __future__ import annotations
 
@@ -62,11 +52,11 @@ class Messages:
     def __init__(self) -> None:
         self.lines: List[Tuple[str, str]] = []
 
-    def note(self, where: Any, text: str) -> None:
-        self.lines.append(("note", f"{shorten(where)}: {text}"))
+    def __call__(self, kind: str, where: Any, text: str) -> None:
+        self.lines.append((kind, f"{shorten(where)}: {text}"))
 
     def error(self, where: Any, text: str) -> None:
-        self.lines.append(("error", f"{shorten(where)}: {text}"))
+        self("error", where, text)
 
     @property
     def errors(self) -> List[str]:
@@ -77,55 +67,6 @@ def shorten(path: Any) -> str:
     """``path`` relative to the current folder when it lies below it, else as it is."""
     text, cwd = os.fspath(path), os.getcwd()
     return text[len(cwd) + 1:] if os.path.isabs(text) and text.startswith(cwd + os.sep) else os.path.normpath(text)
-
-
-def find_runs(paths: Sequence[Path], messages: Messages) -> List[Path]:
-    """Every run folder below ``paths`` (a folder holding ``.hydra/``), in walk order."""
-    runs: List[Path] = []
-    seen: set = set()
-
-    def visit(folder: str) -> bool:
-        """Walk ``folder``; True when it holds a run folder (or could not be read: no note then)."""
-        try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:  # a symbolic link back up, or a PATH given twice
-                return True
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as err:
-            messages.error(folder, f"cannot read this folder ({err.strerror or err})")
-            return True
-        if any(e.name == rf.HYDRA and _is_dir(e) for e in entries):
-            runs.append(Path(folder))
-            return True
-        found, empty = False, []
-        for e in entries:
-            if not e.name.startswith(".") and _is_dir(e):
-                if visit(e.path):
-                    found = True
-                else:
-                    empty.append(e.path)
-        if found:  # a sibling holds runs: these are leftovers worth a note
-            for path in empty:
-                messages.note(path, "not a run folder (no .hydra/ in or below it), skipped")
-        return found
-
-    for path in paths:
-        if not os.path.exists(path):
-            messages.error(path, "no such folder")
-        elif not os.path.isdir(path):
-            messages.error(path, "not a folder (give a run folder or a folder of runs)")
-        elif not visit(os.fspath(path)):
-            messages.note(path, "no run folders in it (a run folder holds .hydra/), skipped")
-    return runs
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- reading files
@@ -148,11 +89,9 @@ def read_text(path: Path, messages: Messages, required: bool = False) -> Optiona
 
 def read_json(path: Path, messages: Messages) -> Optional[Dict[str, Any]]:
     text = read_text(path, messages)
-    if text is None:
-        return None
     try:
-        data = json.loads(text)
-        if isinstance(data, dict):
+        data = json.loads(text) if text is not None else None
+        if data is None or isinstance(data, dict):
             return data
         raise ValueError("not a JSON object")
     except ValueError as err:
@@ -162,16 +101,14 @@ def read_json(path: Path, messages: Messages) -> Optional[Dict[str, Any]]:
 
 def read_yaml(path: Path, messages: Messages, required: bool = False) -> Any:
     text = read_text(path, messages, required)
-    if text is None:
-        return None
     try:
-        return yaml.load(text, Loader=Loader)
+        return yaml.load(text, Loader=Loader) if text is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         messages.error(path, f"malformed YAML{where} ({getattr(err, 'problem', None) or type(err).__name__}); "
                              "its run is listed without it")
-        return None
+    return None
 
 
 @dataclass
@@ -336,14 +273,14 @@ def collect(paths: Sequence[Path], stale: float = rf.STALE, now: Optional[float]
     """One row per run folder below ``paths`` (unsorted, unfiltered)."""
     messages = messages if messages is not None else Messages()
     listed: List[Run] = []
-    for path in find_runs(paths, messages):
+    for path in rf.find(paths, messages):
         try:
             run = read_run(path, messages, stale, now)
         except Exception as err:  # noqa: BLE001 - nothing crashes the table
             messages.error(path, f"cannot be read ({type(err).__name__}: {err}); skipped")
             continue
         if run.resumes:
-            messages.note(path, f"not listed: its process continued the run in {shorten(run.resumes)} (trainer.resume)")
+            messages("note", path, f"not listed: its process continued the run in {shorten(run.resumes)} (trainer.resume)")
             continue
         listed.append(run)
     return Listing([r.row for r in listed], {id(r.row): r for r in listed}, messages)
@@ -509,29 +446,25 @@ def parser() -> argparse.ArgumentParser:
         epilog="status (lstm_ae.run_folder): running (a process holds run.lock), else the end state in run.json:\n"
                "finished, pruned, failed, diverged (NaN/inf loss), interrupted (SIGTERM, Ctrl-C, or killed without a\n"
                "word); unknown (unreadable results). Exit status 1: a PATH or a run's file unreadable or malformed\n"
-               "(the rest is still listed); 2: a bad option. Details: pydoc lstm_ae.runs\n\n"
-               "examples:\n"
-               "  python -m lstm_ae.runs\n"
+               "(the rest is still listed); 2: a bad option. Details: docs/runs.md\n\nexamples:\n"
                "  python -m lstm_ae.runs multirun/toy --status finished --sort val_mse --top 5\n"
                "  python -m lstm_ae.runs --task classify --where optimizer=adamw --where model.hidden_size=128 --json")
-    p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                   help="folders to search for run folders (default: outputs/ and multirun/, those that exist)")
-    p.add_argument("--task", nargs="+", metavar="TASK", help="only runs of these tasks (reconstruct, classify, predict)")
-    p.add_argument("--status", nargs="+", choices=rf.STATUSES, metavar="STATUS",
-                   help=f"only runs with these statuses ({', '.join(rf.STATUSES)})")
-    p.add_argument("--where", action="append", type=_where, default=[], metavar="KEY=VALUE",
-                   help="only runs where a column, config key (model.hidden_size) or config group (optimizer) "
-                        "has this value; repeat for several (all must hold)")
-    p.add_argument("--sort", metavar="KEY", help="sort by a column (val_mse, test_accuracy, train_seconds, epochs, "
-                                                   "start, ...) or config key, ascending; runs without it last "
-                                                   "(default: start)")
-    p.add_argument("--reverse", action="store_true", help="sort descending (e.g. --sort val_accuracy --reverse)")
-    p.add_argument("--top", type=_positive, metavar="N", help="only the first N rows (after sorting)")
-    p.add_argument("--csv", type=Path, metavar="FILE", help="also write every column of the rows to FILE")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON (every column) instead of the table")
-    p.add_argument("--stale", type=float, default=rf.STALE, metavar="SECONDS",
-                   help="a folder written before run.json existed counts as running while its newest write is "
-                        "younger than this (default: %(default)g)")
+    add = p.add_argument
+    add("paths", nargs="*", type=Path, metavar="PATH",
+        help="folders to search for run folders (default: outputs/ and multirun/, those that exist)")
+    add("--task", nargs="+", metavar="TASK", help="only runs of these tasks (reconstruct, classify, predict)")
+    add("--status", nargs="+", choices=rf.STATUSES, metavar="STATUS", help=f"only these ({', '.join(rf.STATUSES)})")
+    add("--where", action="append", type=_where, default=[], metavar="KEY=VALUE",
+        help="only runs where a column, config key (model.hidden_size) or config group (optimizer) has this value; "
+             "repeat for several (all must hold)")
+    add("--sort", metavar="KEY", help="sort by a column (val_mse, test_accuracy, epochs, start, ...) or config key, "
+                                      "ascending; runs without it last (default: start)")
+    add("--reverse", action="store_true", help="sort descending (e.g. --sort val_accuracy --reverse)")
+    add("--top", type=_positive, metavar="N", help="only the first N rows (after sorting)")
+    add("--csv", type=Path, metavar="FILE", help="also write every column of the rows to FILE")
+    add("--json", action="store_true", help="print the rows as JSON (every column) instead of the table")
+    add("--stale", type=float, default=rf.STALE, metavar="SECONDS",
+        help="a folder from before run.json counts as running while written this recently (default: %(default)g)")
     return p
 
 
