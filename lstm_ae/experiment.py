@@ -335,23 +335,13 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
             return todo.done
         if hydra is not None:
             save_hydra(run_dir, cfg)
-        fields = dict(
-            config=hydra.job.config_name if hydra is not None else None,
-            script=hydra.job.name if hydra is not None else None,
-            task=hydra.runtime.choices.get("task") if hydra is not None else None,
-            choices={k: v for k, v in (hydra.runtime.choices.items() if hydra is not None else [])
-                     if not k.startswith(("schema/", "hydra/", "hydra"))},
-            job=multirun_job(), overrides=rf.defining_overrides(overrides), config_sha1=fingerprint,
-            epochs_planned=cfg.trainer.epochs, folds=cfg.task.get("folds"),
-        )
         folders = [folder] if folder == run_dir else [folder, run_dir]
         for f in folders:
-            rf.start(f, **fields, resumes=str(folder) if f != folder else None)
+            rf.start(f, **identity(cfg, fingerprint), resumes=str(folder) if f != folder else None)
         try:
             results = _train(cfg, folder, todo.resume, fingerprint)
         except BaseException as err:
-            status, reason = ended(err, folder)
-            epoch = _checkpointed(folder) if status == "interrupted" else _epochs_done(folder)
+            status, reason, epoch = ended(err, folder)
             for f in folders:
                 with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted"
                     rf.end(f, status, reason, epoch=epoch)
@@ -374,21 +364,35 @@ def save_hydra(run_dir: Path, cfg: DictConfig) -> None:
     _save_config(hydra_cfg.hydra.overrides.task, "overrides.yaml", out)
 
 
-def ended(err: BaseException, folder: Path) -> Tuple[str, str]:
-    """(end status, reason) of a run stopped by ``err``."""
-    if isinstance(err, Pruned):
-        return "pruned", str(err)
+def identity(cfg: DictConfig, fingerprint: str) -> Dict[str, Any]:
+    """What the manifest says a run is: its config and script, task and group choices, the overrides that
+    define it, its fingerprint, planned epochs and folds (Hydra's, when it runs under Hydra)."""
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    choices = dict(hydra.runtime.choices) if hydra is not None else {}
+    return dict(config=hydra.job.config_name if hydra else None, script=hydra.job.name if hydra else None,
+                task=choices.get("task"), choices={k: v for k, v in choices.items() if not k.startswith(("schema/", "hydra"))},
+                job=multirun_job(), overrides=rf.defining_overrides(hydra.overrides.task if hydra else []),
+                config_sha1=fingerprint, epochs_planned=cfg.trainer.epochs, folds=cfg.task.get("folds"))
+
+
+def ended(err: BaseException, folder: Path) -> Tuple[str, str, int]:
+    """(end status, reason, epoch) of a run stopped by ``err``; the epoch of an interrupted run is the one its
+    last.pt holds (what a resume continues from), else the epochs in metrics.csv."""
     if isinstance(err, KeyboardInterrupt):
         name = signal.Signals(err.signum).name if isinstance(err, Interrupted) else "Ctrl-C (SIGINT)"
         again = ("continue with trainer.resume=auto" if multirun_job() is None else
                  "the same sweep with its hydra.sweep.dir goes on (a grid continues this job, an Optuna study "
                  "runs a new trial)")
-        return "interrupted", f"{name} after epoch {_checkpointed(folder)}; checkpoints/last.pt kept: {again}"
+        epoch = _checkpointed(folder)
+        return "interrupted", f"{name} after epoch {epoch}; checkpoints/last.pt kept: {again}", epoch
+    epoch = _epochs_done(folder)
+    if isinstance(err, Pruned):
+        return "pruned", str(err), epoch
     if rf.disk_full(err):
-        return "failed", f"{type(err).__name__}: disk full ({err.filename or folder}): {DISK_FULL_FIX}"
+        return "failed", f"{type(err).__name__}: disk full ({err.filename or folder}): {DISK_FULL_FIX}", epoch
     if isinstance(err, TrainingDiverged):
-        return "diverged", f"{type(err).__name__}: {err}"
-    return "failed", f"{type(err).__name__}: {str(err).splitlines()[0][:1000] if str(err) else ''}"
+        return "diverged", f"{type(err).__name__}: {err}", epoch
+    return "failed", f"{type(err).__name__}: {str(err).splitlines()[0][:1000] if str(err) else ''}", epoch
 
 
 DISK_FULL_FIX = ("free some space, then rerun the same command with trainer.resume=auto "
@@ -575,6 +579,6 @@ def _record_refusal(run_dir: Path, cfg: DictConfig, err: BaseException) -> None:
         return
     with contextlib.suppress(OSError):
         save_hydra(run_dir, cfg)
-        rf.start(run_dir, overrides=rf.defining_overrides(HydraConfig.get().overrides.task),
-                 config_sha1=rf.fingerprint(cfg), epochs_planned=cfg.trainer.epochs)
-        rf.end(run_dir, *ended(err, run_dir))
+        rf.start(run_dir, **identity(cfg, rf.fingerprint(cfg)), resumes=None)
+        status, reason, _ = ended(err, run_dir)
+        rf.end(run_dir, status, reason, epoch=0)
