@@ -317,6 +317,38 @@ def finished(folder: Path, sweep: bool = False) -> bool:
     return status(folder).status == "finished"
 
 
+# Folders without a manifest: the validation objective of each task class (lstm_ae.tasks; a test holds them equal)
+OBJECTIVES = {"Reconstruct": ("mse", "min"), "Classify": ("accuracy", "max"), "Predict": ("pred_mse", "min"),
+              "Predict/last": ("next_mse", "min")}
+MISSING = object()  # a key a config does not have (None: a key whose value is null)
+
+
+def get(data: Any, dotted: str, default: Any = None) -> Any:
+    """``data[a][b]...`` for the key ``a.b...``; ``default`` where there is none."""
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return default
+        data = data[part]
+    return data
+
+
+def legacy_manifest(hydra: Any, overrides: Any, config: Any) -> Dict[str, Any]:
+    """What the manifest of a folder written before manifests existed would say, from its parsed
+    ``.hydra/`` files (``hydra.yaml``, ``overrides.yaml``, ``config.yaml``; None where unreadable)."""
+    job, choices = (v if isinstance(v, dict) else {} for v in (get(hydra, "hydra.job"), get(hydra, "hydra.runtime.choices")))
+    target = get(config, "task._target_")
+    task_class = target.rsplit(".", 1)[-1] if isinstance(target, str) else ""
+    objective, mode = OBJECTIVES.get(f"{task_class}/{get(config, 'task.pred_loss')}",
+                                     OBJECTIVES.get(task_class, ("mse", "min")))
+    epochs, folds = get(config, "trainer.epochs"), get(config, "task.folds")
+    return {"config": job.get("config_name"), "script": job.get("name"),
+            "task": choices.get("task") or task_class.lower() or None,
+            "choices": {k: v for k, v in choices.items() if not str(k).startswith(("schema/", "hydra"))},
+            "overrides": defining_overrides(overrides) if isinstance(overrides, list) else [],
+            "epochs_planned": epochs if isinstance(epochs, int) else None,
+            "folds": folds if isinstance(folds, int) else None, "objective": f"val_{objective}", "objective_mode": mode}
+
+
 # ------------------------------------------------------------------------------- finding runs
 Report = Callable[[str, str, str], None]  # (kind: "error" or "note", path, text)
 

@@ -34,16 +34,13 @@ import yaml
 from lstm_ae import run_folder as rf
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-MISSING = object()  # a key a run does not have (None: a key whose value is null)
+MISSING = rf.MISSING
 DEFAULT_PATHS = ("outputs", "multirun")
 STAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d)_(\d\d)-(\d\d)-(\d\d)")  # hydra.run.dir's ${now:...}
 METRIC = re.compile(r"^(val_|test_|baseline_test_|cv_mean_)")
 COLUMNS = ["folder", "config", "script", "task", "start", "status", "reason", "overrides", "epochs",
            "epochs_planned", "folds", "objective", "best_val"]
 TAIL_COLUMNS = ["best_epoch", "train_seconds"]
-# Folders without a manifest: the validation objective of each task class (lstm_ae.tasks; a test holds them equal)
-OBJECTIVES = {"Reconstruct": ("mse", "min"), "Classify": ("accuracy", "max"), "Predict": ("pred_mse", "min"),
-              "Predict/last": ("next_mse", "min")}
 
 
 class Messages:
@@ -181,37 +178,13 @@ def _start(path: Path, man: Dict[str, Any]) -> Optional[str]:
         return None
 
 
-def _get(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return MISSING
-        data = data[part]
-    return data
-
-
 def _legacy_manifest(run: Run, messages: Messages) -> Dict[str, Any]:
-    """What a manifest says, from the ``.hydra/`` files of a folder written before manifests existed."""
-    hydra = read_yaml(run.path / rf.HYDRA / "hydra.yaml", messages, required=True)
-    hydra = hydra.get("hydra") if isinstance(hydra, dict) else None
-    if not isinstance(hydra, dict):
-        hydra = {}
-    job, choices = hydra.get("job") or {}, (hydra.get("runtime") or {}).get("choices") or {}
-    overrides = read_yaml(run.path / rf.HYDRA / "overrides.yaml", messages)
+    """:func:`lstm_ae.run_folder.legacy_manifest` of the folder's ``.hydra/`` files (each malformed one named)."""
     config = run.config(messages)
     if config is not None and not isinstance(config, dict):
         messages.error(run.path / rf.HYDRA / "config.yaml", "not a mapping of config keys; its run is listed without it")
-    target = _get(config, "task._target_")
-    task_class = target.rsplit(".", 1)[-1] if isinstance(target, str) else ""
-    pred_loss = _get(config, "task.pred_loss")
-    objective, mode = OBJECTIVES.get(f"{task_class}/{pred_loss}", OBJECTIVES.get(task_class, ("mse", "min")))
-    epochs, folds = _get(config, "trainer.epochs"), _get(config, "task.folds")
-    return {"config": job.get("config_name"), "script": job.get("name"),
-            "task": choices.get("task") or task_class.lower() or None,
-            "choices": {k: v for k, v in choices.items() if not str(k).startswith(("schema/", "hydra"))},
-            "overrides": rf.defining_overrides(overrides) if isinstance(overrides, list) else [],
-            "epochs_planned": epochs if isinstance(epochs, int) else None,
-            "folds": folds if isinstance(folds, int) else None,
-            "objective": f"val_{objective}", "objective_mode": mode}
+    return rf.legacy_manifest(read_yaml(run.path / rf.HYDRA / "hydra.yaml", messages, required=True),
+                              read_yaml(run.path / rf.HYDRA / "overrides.yaml", messages), config)
 
 
 def read_run(path: Path, messages: Messages, stale: float = rf.STALE, now: Optional[float] = None) -> Run:
@@ -302,7 +275,7 @@ class Listing:
             return MISSING
         if key in run.choices:
             return run.choices[key]
-        return _get(run.config(self.messages), key)
+        return rf.get(run.config(self.messages), key, MISSING)
 
 
 def matches(actual: Any, wanted: str) -> bool:

@@ -310,7 +310,7 @@ def test_classify_run_uses_its_objective(tmp_path):
 def test_the_objectives_agree_with_the_tasks():
     from lstm_ae import tasks  # imports torch: the command keeps its own copy
 
-    for name, (objective, mode) in runs.OBJECTIVES.items():
+    for name, (objective, mode) in rf.OBJECTIVES.items():
         name, _, pred_loss = name.partition("/")
         task = getattr(tasks, name)(**({"pred_loss": pred_loss} if pred_loss else {}))
         assert (task.objective, task.objective_mode) == (objective, mode)
