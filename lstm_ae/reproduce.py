@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from lstm_ae.run_folder import defining_overrides, finished
+from lstm_ae.run_folder import defining_overrides, finished, saved_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,10 +158,12 @@ def config_changed(exp: Experiment, folder: Path) -> Optional[str]:
         ran = ran_with(job, sweep=False)
         if ran is None:
             continue
+        saved = saved_fingerprint(job)[0]  # the manifest's (else results.json's, a folder from before it)
         try:
-            saved = json.loads((job / "results.json").read_text())["config_sha1"]
-            now = composed_fingerprint(exp.script, ran)
-        except Exception:  # no results, an unreadable file, an override conf/ no longer has
+            now = composed_fingerprint(exp.script, ran) if saved is not None else None
+        except Exception:  # an override conf/ no longer has
+            continue
+        if now is None:
             continue
         return None if now == saved else (f"has config_sha1 {saved}, but conf/ now makes {now} of the same command "
                                           "(a default changed)")

@@ -162,7 +162,8 @@ def test_a_run_whose_defaults_changed_since_is_stale(smoke, tmp_path):
         assert reproduce.stale(exp, tmp / "runs" / "smoke" / exp.name, exp.overrides("smoke", ["trainer.device=cpu"])) is None
     run = shutil.copytree(tmp / "runs" / "smoke" / "toy", tmp_path / "toy")
     results = json.loads((run / "results.json").read_text())
-    (run / "results.json").write_text(json.dumps({**results, "config_sha1": "0" * 16}))  # made with other defaults
+    for name in ("results.json", "run.json"):  # made with other defaults
+        (run / name).write_text(json.dumps({**json.loads((run / name).read_text()), "config_sha1": "0" * 16}))
     reason = reproduce.stale(toy, run, wanted)
     assert reason.startswith("has config_sha1 0000000000000000, but conf/ now makes ") and reason.endswith("(a default changed)")
     assert reproduce.run_command(toy, run)[1] is False
