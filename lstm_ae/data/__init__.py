@@ -34,6 +34,9 @@ class Split:
     offset: Optional[torch.Tensor] = None  # (N,) float64: value in data units = x * scale + offset
     scale: Optional[torch.Tensor] = None  # (N,) float64
     highlight: Optional[torch.Tensor] = None  # (N, 2) int64 first and last (1-based) step to shade in figures
+    # (N, T) int64 a per-step label of each step (dataset=csv's label_column, e.g. 1 = anomaly): kept for
+    # evaluation only, never an input of the model
+    step_labels: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.x.shape[0]

@@ -14,6 +14,7 @@ shared data), or any ``.csv`` / ``.csv.gz`` given as ``path``; when it is absent
   window is min-max scaled with the min and max of **its own days only** -- the days the model
   reads. The day after the window (the one-step target of the last position, ``next_value``) is
   scaled with the same numbers and never enters them, so it may fall outside [0, 1].
+  (Windows and scaling: :mod:`lstm_ae.data.windows`, shared with ``dataset=csv``; S&P is a preset of it.)
 
 A time step holds the day's ``price`` (channel 0: the series drawn, reconstructed in USD and
 forecast) and, with ``extra_prices``, more of the same day's prices (e.g. open, low, close: m = 4).
@@ -34,6 +35,7 @@ import torch
 
 from lstm_ae.config import Price
 from lstm_ae.data import Split, Splits, default_root
+from lstm_ae.data.windows import make_split, scale_windows, split_groups, window_starts  # noqa: F401 (S&P's names)
 from lstm_ae.errors import ConfigError, DataError
 
 KAGGLE_DATASET = "gauravmehta13/sp-500-stock-prices"
@@ -167,36 +169,8 @@ def complete_stocks(table: pd.DataFrame) -> List[str]:
 
 
 def split_stocks(symbols: List[str], test_fraction: float, val_fraction: float, seed: int) -> Dict[str, List[str]]:
-    """Seeded split of the symbols: ``{"test", "val", "train"}``, each in the seeded random order.
-
-    Test stocks are the first ``test_fraction`` of a seeded permutation, validation stocks the
-    next ``val_fraction`` of the rest. Cross-validation (``lstm_ae.data.group_folds``) cuts the
-    validation and training stocks, in this order, into folds instead.
-    """
-    order = np.random.default_rng(seed).permutation(len(symbols))
-    shuffled = [symbols[i] for i in order]
-    n_test = max(1, round(len(symbols) * test_fraction))
-    test, rest = shuffled[:n_test], shuffled[n_test:]
-    n_val = max(1, round(len(rest) * val_fraction))
-    if len(rest) - n_val < 1:
-        raise ConfigError(f"{len(symbols)} complete stocks are too few to keep any for training; "
-                          "lower dataset.val_fraction or dataset.test_fraction")
-    return {"val": rest[:n_val], "train": rest[n_val:], "test": test}
-
-
-def window_starts(days: int, seq_len: int, stride: int) -> np.ndarray:
-    """Start indices of the windows of ``seq_len`` days (out of ``days``) that still have a next day."""
-    return np.arange(0, days - seq_len, stride)
-
-
-def scale_windows(x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
-    """Min-max scale each window of ``x`` ((N, T) or (N, T, m)) with its own min and max over all its
-    values: (scaled, lo, span), lo and span of shape (N,)."""
-    flat = x.reshape(len(x), -1)
-    lo = flat.min(dim=1).values
-    span = (flat.max(dim=1).values - lo).clamp_min(1e-8)
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    return (x - lo.view(shape)) / span.view(shape), lo, span
+    """Seeded split of the symbols: ``{"test", "val", "train"}`` (:func:`lstm_ae.data.windows.split_groups`)."""
+    return split_groups(symbols, test_fraction, val_fraction, seed, what="complete stocks")
 
 
 def load_sp500(
@@ -250,23 +224,11 @@ def load_sp500(
     parts = split_stocks(symbols, test_fraction, val_fraction, seed)
     names = parts["val"] + parts["train"] + parts["test"]  # group ids: train+val first, in seeded order
     ids = {name: i for i, name in enumerate(names)}
-    starts = torch.from_numpy(window_starts(days, seq_len, stride))
     out: Dict[str, Split] = {}
     for name in ("train", "val", "test"):
         syms = sorted(parts[name])
         series = torch.tensor(np.stack([t[syms].to_numpy().T for t in tables], axis=-1), dtype=torch.float64)
-        win = torch.stack([series[:, s : s + seq_len + 1] for s in starts.tolist()], dim=1)  # (stocks, windows, days, m)
-        win = win.reshape(-1, seq_len + 1, len(columns))
-        scaled, lo, span = scale_windows(win[:, :-1])
-        nxt = (win[:, -1] - lo.unsqueeze(1)) / span.unsqueeze(1)
-        out[name] = Split(
-            x=scaled.float(),
-            next_value=nxt.float(),
-            group=torch.tensor([ids[s] for s in syms]).repeat_interleave(len(starts)),
-            start=starts.repeat(len(syms)),
-            offset=lo,
-            scale=span,
-        )
+        out[name] = make_split(list(series), [ids[s] for s in syms], seq_len, stride)  # scaled per window
         if name == "test":
             test_series, test_names = series, syms
     return Splits(out["train"], out["val"], out["test"], group_names=names, dates=dates, unit="USD",
