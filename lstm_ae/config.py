@@ -59,6 +59,27 @@ class Price(enum.Enum):
     close = "close"
 
 
+class CsvLayout(enum.Enum):
+    long = "long"  # one row per (series, time step); the value columns are the features m of every series
+    wide = "wide"  # one row per time step; each value column is a series of its own (m = 1)
+
+
+class Scaling(enum.Enum):
+    window = "window"  # each window min-max scaled by its own values (as S&P)
+    train = "train"  # min-max per feature, fitted on the training rows only
+
+
+class SplitBy(enum.Enum):
+    time = "time"  # each series cut chronologically into train / val / test
+    series = "series"  # whole series held out (cross-validation by series with task.folds)
+
+
+class Fill(enum.Enum):
+    ffill = "ffill"  # the last value before the gap
+    interpolate = "interpolate"  # linear between the neighbouring rows (at either end: the nearest value)
+    zero = "zero"
+
+
 class LSTMInit(enum.Enum):
     default = "default"  # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H))
     chrono = "chrono"  # gate biases for memory over ~chrono_t_max steps (Tallec & Ollivier 2018)
@@ -213,6 +234,30 @@ class SP500DatasetConfig:
     seed: int = 0
 
 
+@dataclass
+class CsvDatasetConfig:
+    """A user's own series from CSV files (lstm_ae/data/csv.py; docs/data.md)."""
+    _target_: str = "lstm_ae.data.csv.load_csv"
+    path: Optional[str] = None  # a .csv/.csv.gz file, a folder of them or a glob (absolute, or relative to root)
+    root: str = "${oc.env:LSTM_AE_DATA,data}"
+    layout: CsvLayout = CsvLayout.long  # long: value columns are features; wide: each value column is a series
+    time_column: Optional[str] = None  # dates or numbers; null: the first column
+    value_columns: Optional[List[str]] = None  # null: every column but time/id/label that holds a number
+    id_column: Optional[str] = None  # long layout: several series in one file, one per id; null: one per file
+    label_column: Optional[str] = None  # per-step 0/1 labels, kept for evaluation (never an input)
+    seq_len: int = 50  # steps per window (each window needs one more row: its next value)
+    stride: Optional[int] = None  # steps between window starts; null: seq_len (no overlap)
+    scaling: Scaling = Scaling.window  # window: each window by its own min-max; train: per feature, training rows only
+    split_by: SplitBy = SplitBy.time  # time: each series cut in time; series: whole series held out
+    test_fraction: float = 0.2  # share of each series' rows (split_by=time) or of the series held out for testing
+    val_fraction: float = 0.2  # share of the rest for validation
+    fill: Optional[Fill] = None  # missing values: null refuses them (one line naming the cell); ffill | interpolate | zero
+    sort: bool = False  # false: rows out of time order are refused; true: each series is sorted by time
+    unit: Optional[str] = None  # the values' unit (e.g. USD): errors in data units
+    plot_series: Optional[List[str]] = None  # series drawn before training (dates only); null: the first two; []: none
+    seed: int = 0
+
+
 # ------------------------------------------------------------------------------ task
 @dataclass
 class ReconstructTaskConfig:
@@ -296,7 +341,8 @@ SCHEMAS = {
         "plateau": PlateauConfig,
         "onecycle": OneCycleConfig,
     },
-    "dataset": {"toy": ToyDatasetConfig, "mnist": MnistDatasetConfig, "sp500": SP500DatasetConfig},
+    "dataset": {"toy": ToyDatasetConfig, "mnist": MnistDatasetConfig, "sp500": SP500DatasetConfig,
+                "csv": CsvDatasetConfig},
     "task": {
         "reconstruct": ReconstructTaskConfig,
         "classify": ClassifyTaskConfig,
@@ -407,6 +453,11 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("task.folds", _optional(_int_at_least(2)), "an integer >= 2, or null for a single split"),
     ("dataset.plot_symbols", lambda v: all(isinstance(x, str) and x for x in v), "a list of stock symbols"),
     ("dataset.stride", _optional(_int_at_least(1)), "a positive integer or null"),
+    ("dataset.plot_series", _optional(lambda v: all(isinstance(x, str) and x for x in v)),
+     "a list of series names, [] for none, or null for the first two"),
+    ("dataset.value_columns", _optional(lambda v: len(v) >= 1 and len(set(v)) == len(v)),
+     "a list of distinct column names, or null for every column that holds numbers"),
+    ("dataset.unit", _optional(lambda v: isinstance(v, str) and v.strip() != ""), "a unit's name (e.g. USD) or null"),
     ("dataset.test_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("dataset.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("dataset.val_size", _int_at_least(1), "a positive integer"),
