@@ -21,6 +21,8 @@ from lstm_ae.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lstm_ae.data.windows import MinMax
+
 
 @dataclass
 class Split:
@@ -73,6 +75,9 @@ class Splits:
     # a random transform of a training batch's x, drawn from the generator (MNIST's dataset.shift);
     # the trainer applies it to every training batch, never to validation or test
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
+    # min-max numbers fitted once on the training rows (dataset=csv scaling=train): scaled = (x - lo) / span;
+    # results.json keeps them, so a run can scale new data as it scaled its own (lstm_ae.apply, lstm_ae.export)
+    scaler: Optional["MinMax"] = None
 
     @property
     def num_features(self) -> int:
