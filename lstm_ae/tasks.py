@@ -139,12 +139,12 @@ class Reconstruct:
             dates = splits.dates[start : start + splits.seq_len]
             rmse = ((recon[j] - original[j]) ** 2).mean().sqrt().item()
             panels.append({
-                "title": f"{name} (test stock), RMSE {rmse:.2f} {splits.unit}",
+                "title": f"{name} (test {splits.group_kind}), RMSE {rmse:.3g}{f' {splits.unit}' if splits.unit else ''}",
                 "lines": [("original", dates, original[j].numpy(), {"color": "C0"}),
                           ("reconstruction", dates, recon[j].numpy(), {"color": "C3", "ls": "--"})],
             })
-        plots.dated(run_dir / "reconstructions.png", panels, f"{splits.value_name} ({splits.unit})",
-                    "Test stocks and their reconstructions")
+        plots.dated(run_dir / "reconstructions.png", panels, splits.axis_label,
+                    f"Test {splits.group_kind} windows and their reconstructions")
 
     def _digit_figure(self, run_dir: Path, splits: Splits, outputs: AEOutput) -> None:
         labels = splits.test.labels.tolist()  # the first test images of different digits
@@ -308,20 +308,20 @@ class Predict(Reconstruct):
             dates = splits.dates[start : start + 2 * context]
             future = dates[context:]
             panels.append({
-                "title": f"{name} (test stock): the second half forecast from the first",
+                "title": f"{name} (test {splits.group_kind}): the second half forecast from the first",
                 "lines": [
                     ("truth", dates, blocks[i, :, 0].numpy(), {"color": "black", "lw": 1.2}),
                     ("one-step (true days in)", future, test.forecasts["onestep"][i].numpy(), {"color": "C0"}),
                     ("multi-step (forecasts fed back)", future, test.forecasts["multistep"][i].numpy(),
                      {"color": "C3", "ls": "--"}),
-                    ("persistence (last seen price)", future, blocks[i, context - 1, 0].expand(len(future)).numpy(),
+                    ("persistence (last seen value)", future, blocks[i, context - 1, 0].expand(len(future)).numpy(),
                      {"color": "grey", "ls": ":"}),
                 ],
                 "mark": dates[context],
                 "mark_label": "first forecast day",
             })
-        plots.dated(run_dir / "multistep.png", panels, f"{splits.value_name} ({splits.unit})",
-                    "One-step vs multi-step prediction on test stocks")
+        plots.dated(run_dir / "multistep.png", panels, splits.axis_label,
+                    f"One-step vs multi-step prediction on test {splits.group_kind} series")
 
 
 def forecast_blocks(splits: Splits) -> "tuple[torch.Tensor, int, List[tuple]]":

@@ -69,6 +69,7 @@ class Splits:
     dates: Optional["pd.DatetimeIndex"] = None  # Split.start indexes this
     unit: Optional[str] = None  # the data's own unit (Split.offset/scale lead back to it), e.g. "USD"
     value_name: str = "value"  # what one value is, for axis labels (e.g. "daily high")
+    group_kind: str = "series"  # what a group is, for figure titles (S&P: "stock")
     series: Optional[torch.Tensor] = None  # (S, days, m) whole series of the test groups, in data units
     series_names: Optional[List[str]] = None  # the S groups of ``series``
     overview: Optional["pd.DataFrame"] = None  # dates x names, in data units: drawn before training
@@ -86,6 +87,11 @@ class Splits:
     @property
     def seq_len(self) -> int:
         return self.train.x.shape[1]
+
+    @property
+    def axis_label(self) -> str:
+        """The value axis of a figure: 'daily high (USD)', or the value's name alone without a unit."""
+        return f"{self.value_name} ({self.unit})" if self.unit else self.value_name
 
     @property
     def has_next(self) -> bool:

@@ -231,7 +231,7 @@ def load_sp500(
         out[name] = make_split(list(series), [ids[s] for s in syms], seq_len, stride)  # scaled per window
         if name == "test":
             test_series, test_names = series, syms
-    return Splits(out["train"], out["val"], out["test"], group_names=names, dates=dates, unit="USD",
+    return Splits(out["train"], out["val"], out["test"], group_names=names, dates=dates, unit="USD", group_kind="stock",
                   value_name=f"daily {price}", series=test_series, series_names=test_names,
                   overview=table[list(plot_symbols)])
 
