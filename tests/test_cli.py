@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from bench import prune_replay, pruning, runs_table, throughput, time_to_accuracy
-from lstm_ae import compare, report, reproduce, runs
+from lstm_ae import compare, export, report, reproduce, runs
 
 # module, its prog, flags its --help must list
 TOOLS = {
     "reproduce": (reproduce, "python -m lstm_ae.reproduce", ["--budget", "--only", "--out", "--data", "smoke"]),
     "report": (report, "python -m lstm_ae.report", ["--runs", "--out", "--mnist_pixel_classify"]),
     "compare": (compare, "python -m lstm_ae.compare", ["RUN", "--labels", "--out"]),
+    "export": (export, "python -m lstm_ae.export", ["RUN", "--out", "--format"]),
     "runs": (runs, "python -m lstm_ae.runs", ["PATH", "--task", "--status", "--where", "--sort", "--reverse", "--top",
                                               "--csv", "--json", "--stale"]),
     "throughput": (throughput, "python -m bench.throughput", ["--shapes", "--batches", "--threads", "--device", "--out"]),
@@ -47,6 +48,7 @@ def calls(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce, "reproduce", recorder("reproduce", reproduce.reproduce, {}))
     monkeypatch.setattr(report, "build", recorder("report", report.build, {}))
     monkeypatch.setattr(compare, "compare", recorder("compare", compare.compare, []))
+    monkeypatch.setattr(export, "export", recorder("export", export.export, []))
     monkeypatch.setattr(runs, "collect", recorder("runs", runs.collect, runs.Listing([], {}, runs.Messages())))
     monkeypatch.setattr(throughput, "measure", recorder("throughput", throughput.measure, 1.0))
     # time_to_accuracy: the real Hydra compose (recorded), then no data, no model, no training. The
@@ -86,6 +88,8 @@ def test_help_exits_0_and_shows_the_tools_usage(tool, calls, capsys):
     ("report", ["--runs"], "argument --runs: expected one argument"),
     ("report", ["--nosuch_experiment", "x"], "unrecognized arguments: --nosuch_experiment x"),
     ("compare", [], "the following arguments are required: RUN"),
+    ("export", [], "the following arguments are required: RUN"),
+    ("export", ["run", "--format", "zip"], "argument --format: invalid choice: 'zip'"),
     ("runs", ["--top", "0"], "argument --top: must be at least 1, got 0"),
     ("runs", ["--status", "done"], "argument --status: invalid choice: 'done'"),
     ("runs", ["--where", "model.hidden_size"], "argument --where: 'model.hidden_size' is not KEY=VALUE"),

@@ -15,7 +15,7 @@ from lstm_ae.config import SCHEMAS
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MAX_BYTES = 15_360
-ENTRY_SCRIPTS = ["lstm_ae_toy.py", "lstm_ae_mnist.py", "lstm_ae_snp500.py"]
+ENTRY_SCRIPTS = ["lstm_ae_toy.py", "lstm_ae_mnist.py", "lstm_ae_snp500.py", "lstm_ae_series.py"]
 SWEEPER_SHIM = "hydra_plugins/lstm_ae_optuna_sweeper"
 
 
