@@ -25,23 +25,20 @@ import argparse
 import importlib.util
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from lstm_ae import run_folder as rf
 from lstm_ae.errors import UserError
+from lstm_ae.trained import OUTPUTS, Named, SavedRun, load_run  # noqa: F401  (export's names before lstm_ae.trained)
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
 PREPROCESSING_FILE = "preprocessing.json"
 INPUT = "x"
-OUTPUTS = {"reconstruction": "reconstruction", "latent": "z", "logits": "logits", "prediction": "prediction"}
-# AEOutput field -> the exported output's name; what each holds, for preprocessing.json
+# what each output (lstm_ae.trained.OUTPUTS) holds, for preprocessing.json
 MEANING = {
     "reconstruction": "x~: the input reconstructed, in the input's scale",
     "z": "the latent code (the encoder's last hidden state)",
@@ -52,67 +49,8 @@ EXTRA = "pip install -e '.[export]'"
 
 
 class ExportError(UserError):
-    """A run folder that cannot be exported (no checkpoint, no config, a checkpoint not of that config)."""
-
-
-class Named(nn.Module):
-    """The model with its outputs as a dict of named tensors (the heads the run has), what both
-    exporters turn into named graph outputs."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = self.model(x)
-        return {name: value for field, name in OUTPUTS.items() if (value := getattr(out, field)) is not None}
-
-
-@dataclass
-class SavedRun:
-    folder: Path
-    cfg: DictConfig
-    results: Dict[str, Any]
-    model: Named  # on the CPU, in eval mode, best.pt's weights
-    seq_len: int
-    input_size: int
-    epoch: Any  # best.pt's epoch
-
-
-def load_run(folder: Path) -> SavedRun:
-    """The run's model rebuilt from its saved config (``experiment.build_model``) with ``best.pt``'s
-    weights; the heads (classes, one-step head) read from the checkpoint, sizes from ``results.json``."""
-    folder = Path(folder)
-    config, best = folder / rf.HYDRA / "config.yaml", folder / rf.BEST
-    for path, why in ((config, "its config"), (best, "a model to export")):
-        if not path.is_file():
-            raise ExportError(f"{folder} has no {path.relative_to(folder)} ({why}): give a run folder of a "
-                              "run that trained (python -m lstm_ae.runs lists them)")
-    import lstm_ae.config  # noqa: F401  (the config's resolvers)
-    from lstm_ae.experiment import build_model
-
-    cfg = OmegaConf.load(config)
-    try:
-        saved = torch.load(best, map_location="cpu", weights_only=True)
-        state = saved["model"]
-    except Exception as err:  # noqa: BLE001 - a truncated or foreign file
-        raise ExportError(f"{best} is not a readable checkpoint ({type(err).__name__}: {err}); "
-                          "export another run, or train this one again") from None
-    results = rf.read_json(folder / rf.RESULTS) or {}
-    input_size = int(state["output.weight"].shape[0])
-    num_classes = int(state["classifier.weight"].shape[0]) if "classifier.weight" in state else None
-    seq_len = results.get("seq_len") or preprocessing(cfg.dataset).get("seq_len")
-    if not seq_len:
-        raise ExportError(f"{folder} has no results.json with the run's seq_len (the run did not finish) and "
-                          "its dataset config does not fix one: finish the run (trainer.resume=auto)")
-    data = SimpleNamespace(num_features=input_size, num_classes=num_classes, seq_len=int(seq_len))
-    heads = SimpleNamespace(needs_labels=num_classes is not None, needs_next="predictor.weight" in state)
-    model = build_model(cfg, data, heads)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ExportError(f"{best} does not fit the model of {config}: {str(err).splitlines()[0]}") from None
-    return SavedRun(folder, cfg, results, Named(model).eval(), int(seq_len), input_size, saved.get("epoch"))
+    """An export that cannot be made (the format's packages missing); a run folder without a model
+    raises :class:`lstm_ae.trained.RunError`."""
 
 
 # ------------------------------------------------------------------------- preprocessing, by dataset
