@@ -381,3 +381,61 @@ def load_csv(
     return Splits(out["train"], out["val"], out["test"], group_names=order, dates=dates, unit=unit,
                   value_name=columns[0] if layout is CsvLayout.long else "value", series=test_series,
                   series_names=test_names, overview=overview, scaler=scaler)
+
+
+# ------------------------------------------------------------------ new data (lstm_ae.apply)
+def read_for_run(paths: Sequence[str], ds, features: int, seq_len: int, root: Optional[str] = None,
+                 drop_missing: bool = False) -> Tuple[List[Series], List[str], List[Path]]:
+    """The series of new files read with a run's own dataset settings, for inference: (series sorted by
+    name, the feature names, the files read). Training's loader (:func:`load_csv`) is not involved.
+
+    ``ds``: the run's ``cfg.dataset`` (layout, time_column, value_columns, id_column, label_column,
+    fill, sort); ``paths``: files, folders or globs (:func:`find_files`, relative to the current
+    folder, else ``root``). The label column is read where a file has it (new data may have none).
+    ``drop_missing`` drops rows with a missing value instead of filling them (S&P: a day without a price).
+    Refused in one line, before anything is written: a file the run's columns are not in, another number
+    of value columns than the run's ``features`` (long layout), a series shorter than ``seq_len`` (one window).
+    """
+    layout = CsvLayout(getattr(ds.get("layout"), "value", ds.get("layout") or "long"))
+    fill = ds.get("fill")
+    fill = None if fill is None else Fill(getattr(fill, "value", fill))
+    value_columns = ds.get("value_columns")
+    value_columns = None if value_columns is None else [str(c) for c in value_columns]
+    label_column = ds.get("label_column")
+    files = [f for p in paths for f in find_files(str(p), root)]
+    many = len(files) > 1
+    series: List[Series] = []
+    columns: Optional[List[str]] = None
+    for file in files:
+        try:
+            header = list(pd.read_csv(file, nrows=0).columns)
+        except Exception:  # noqa: BLE001 - read_table below says what is wrong with the file
+            header = []
+        label = label_column if label_column in header else None
+        prefix = stem(file) + "/" if many else ""
+        found, names, _ = read_series(file, layout, ds.get("time_column"), value_columns, ds.get("id_column"),
+                                      label, prefix)
+        if layout is CsvLayout.long and len(names) != features:
+            raise DataError(f"{file} has {len(names)} value column(s) ({','.join(names)}), the run reads {features} "
+                            "per time step; give data with the run's value columns (its dataset.value_columns)")
+        if layout is CsvLayout.long and columns is not None and names != columns:
+            raise DataError(f"{file} has the value columns {','.join(names)}, {files[0]} has {','.join(columns)}; "
+                            "give files with the same value columns")
+        columns = columns or names
+        series += found
+    names = [s.name for s in series]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"series name(s) {', '.join(twice)} occur twice (files {', '.join(map(str, files))}); "
+                        "rename the files or columns")
+    out = []
+    for s in series:
+        s = in_time_order(s, bool(ds.get("sort", False)))
+        s = s[~np.isnan(s.values).any(axis=1)] if drop_missing else filled(s, fill)
+        if len(s.values) < seq_len:
+            where = f" (lines {s.lines.min()}-{s.lines.max()})" if len(s.values) else ""
+            raise DataError(f"{s.file}: series {s.name} has {len(s.values)} rows{where}, fewer than one window of the "
+                            f"run's seq_len={seq_len}; give it at least {seq_len} rows")
+        out.append(s)
+    feature_names = list(columns) if layout is CsvLayout.long else ["value"]
+    return sorted(out, key=lambda s: s.name), feature_names, files

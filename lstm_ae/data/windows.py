@@ -107,3 +107,30 @@ def make_split(series: Sequence[torch.Tensor], groups: Sequence[int], seq_len: i
         span = scaler.span.expand(len(win)).clone() if one else None
     return Split(x=scaled.float(), next_value=nxt.float(), group=torch.cat(group), start=torch.cat(start),
                  offset=lo, scale=span, step_labels=torch.cat(labels) if step_labels is not None else None)
+
+
+# ------------------------------------------------------------------ new data (lstm_ae.apply): no next value needed
+def inference_starts(steps: int, seq_len: int, stride: int = 1) -> np.ndarray:
+    """Starts of the windows of ``seq_len`` steps every ``stride`` steps over all ``steps`` steps,
+    the last step included (unlike :func:`window_starts`, no window needs a step after it); with
+    ``stride`` > 1 a last window ending at the last step is added, so that every step is in a window."""
+    starts = np.arange(0, steps - seq_len + 1, stride)
+    if len(starts) and starts[-1] != steps - seq_len:
+        starts = np.append(starts, steps - seq_len)
+    return starts
+
+
+def cut_windows(values: torch.Tensor, starts: np.ndarray, seq_len: int) -> torch.Tensor:
+    """The windows of ``values`` ((steps, m)) at ``starts``: (N, seq_len, m), a copy."""
+    return values.unfold(0, seq_len, 1)[torch.as_tensor(starts)].transpose(1, 2).contiguous()
+
+
+def scale_for_inference(win: torch.Tensor, scaler: Optional[MinMax] = None) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """Windows ((N, T, m), data units, float64) scaled as a run scaled its own: each by its own min and
+    max (:func:`scale_windows`, ``scaler`` None) or with the run's fitted :class:`MinMax`. Returns
+    (scaled float32, lo, span) with lo and span broadcastable to (N, T, m): data = scaled * span + lo."""
+    if scaler is None:
+        scaled, lo, span = scale_windows(win)
+        return scaled.float(), lo.view(-1, 1, 1), span.view(-1, 1, 1)
+    lo, span = scaler.lo.to(win.dtype).view(1, 1, -1), scaler.span.to(win.dtype).view(1, 1, -1)
+    return ((win - lo) / span).float(), lo, span
