@@ -206,3 +206,34 @@ def test_the_throughput_bench_runs_on_tiny_settings(runs, tmp_path):
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["rows"] == 300 and saved == result
     assert all(saved[k]["steps_per_s"] > 0 for k in ("batched", "causal", "live"))
+
+
+def test_an_sp500_predict_run_is_applied_to_a_price_file(tmp_path):
+    from tests.conftest import make_csv, sp500_root
+
+    data = sp500_root(tmp_path)
+    proc = run_in_process("lstm_ae_snp500.py", "task=predict", "task.folds=null", f"dataset.root={data}",
+                          "dataset.seq_len=10", "dataset.stride=5", "dataset.extra_prices=[low]", "model.hidden_size=4",
+                          "trainer.epochs=1", "trainer.num_threads=1", NO_FIGURES, *CPU, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    new = make_csv(tmp_path / "new", days=30, gz=False, drop=("S03", 5))
+    got = ap.apply(tmp_path / "run", [new])
+    raw = pd.read_csv(new)
+    assert len(got.steps) == len(raw) and got.steps["series"].nunique() == 14  # S03 without its missing day
+    assert {"high", "high_recon", "low_error_units", "high_forecast"} <= set(got.steps.columns)
+    own = ap.apply(tmp_path / "run", causal=True)  # no DATA: the run's own price file
+    assert own.summary["files"] == [str(data / "sp500" / "sp500_2014_2017.csv.gz")] and own.summary["causal"]
+
+
+def test_an_mnist_classify_run_is_applied_to_its_own_test_split(tmp_path):
+    from tests.conftest import write_fake_mnist
+
+    data = write_fake_mnist(tmp_path / "data")
+    proc = run_in_process("lstm_ae_mnist.py", "task=classify", f"dataset.root={data}", "dataset.val_size=8",
+                          "dataset.shift=0", "model.hidden_size=8", "model.init=default", "trainer.batch_size=16",
+                          "trainer.epochs=1", "trainer.num_threads=1", NO_FIGURES, *CPU, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = ap.apply(tmp_path / "run")
+    assert len(got.windows) == 12 and len(got.steps) == 12 * 28 and "p27_error" in got.steps  # a row of 28 pixels a step
+    assert got.windows["label"].tolist() == [k % 10 for k in range(12)] and got.windows["predicted"].between(0, 9).all()
+    assert got.z.shape == (12, 8) and "p0_error_units" not in got.steps  # pixels / 255 are the model's own units
