@@ -93,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         timings["live"] = {"seconds": round(seconds, 3), "steps_per_s": round(args.live_rows / seconds, 1),
                            "rows": args.live_rows}
     result = {
-        "command": "python -m bench.apply_throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": ("python -m bench.apply_throughput " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
         "date": dt.date.today().isoformat(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
         "torch_version": torch.__version__, "rows": args.rows, "seq_len": run.seq_len, "input_size": run.input_size,
         "hidden_size": int(run.model.model.hidden_size), "batch": ap.BATCH, **timings,
