@@ -39,10 +39,10 @@ from lstm_ae.trained import load_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def series(path: Path, rows: int, seed: int = 0) -> Path:
+def series(path: Path, rows: int, seed: int = 0, column: str = "value") -> Path:
     t = np.arange(rows)
     value = np.sin(t / 20) + 0.1 * np.random.default_rng(seed).normal(size=rows)
-    pd.DataFrame({"step": t, "value": value}).to_csv(path, index=False)
+    pd.DataFrame({"step": t, column: value}).to_csv(path, index=False)
     return path
 
 
@@ -56,7 +56,7 @@ def train(folder: Path) -> Path:
 
 def live(run, path: Path, rows: int) -> float:
     """Seconds to score the last ``rows`` rows one at a time, each by the window ending at it."""
-    values = torch.tensor(pd.read_csv(path)[["value"]].to_numpy())
+    values = torch.tensor(pd.read_csv(path).iloc[:, 1:2].to_numpy())  # the value column (after the step)
     T = run.seq_len
     began = time.perf_counter()
     for end in range(len(values) - rows, len(values)):
@@ -76,7 +76,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         run = load_run(args.run or train(tmp))
-        data = series(tmp / "new.csv", args.rows, seed=1)
+        column = (run.results.get("features") or ["value"])[0]  # the run's value column, by name
+        data = series(tmp / "new.csv", args.rows, seed=1, column=column)
         ap.apply(run, [data], limit=1)  # warm-up (imports, first forward)
         timings = {}
         for name, causal in (("batched", False), ("causal", True)):

@@ -133,6 +133,11 @@ def read_source(run: SavedRun, paths: Sequence[Union[str, Path]] = ()) -> Source
     if target == CSV:
         given = [str(p) for p in paths] or [str(ds.path)]
         series, features, files = read_for_run(given, ds, run.input_size, run.seq_len, root=ds.get("root"))
+        trained = run.results.get("features")  # the run's value columns, by name (a long layout)
+        if trained and str(ds.get("layout", "long")).endswith("long") and list(features) != list(trained):
+            raise DataError(f"{', '.join(map(str, files))}: value columns {','.join(features)}, the run was trained on "
+                            f"{','.join(trained)}; give data with those columns (in that order), or name them with "
+                            "the run's dataset.value_columns")
         scaling, scaler = str(getattr(ds.scaling, "value", ds.scaling)), None
         if scaling == "train":
             saved = run.results.get("scaler")

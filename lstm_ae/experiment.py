@@ -425,6 +425,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, fingerprint: str) -> Di
     results.update({f"val_{k}": v for k, v in fit.best.items()})
     results.update(task.baseline(splits))
     results.update(cv)
+    if splits.feature_names is not None:  # what new data must hold to be applied to the run (lstm_ae.apply)
+        results["features"] = list(splits.feature_names)
     if splits.scaler is not None:  # how the run scaled its data: new data is scaled the same way
         results["scaler"] = {"lo": splits.scaler.lo.tolist(), "span": splits.scaler.span.tolist()}
     results.update(

@@ -160,6 +160,10 @@ def test_what_does_not_fit_the_run_is_refused_in_one_line(runs, tmp_path, capsys
     shutil.copytree(runs["window"] / ".hydra", bare / ".hydra")
     assert "has no checkpoints/best.pt" in main_fails(tmp_path, capsys, bare, short)
     assert "--causal" in main_fails(tmp_path, capsys, runs["window"], wide, "--causal", "--stride", "2")
+    # the run read value column a (value_columns null: every numeric column): another name, same count, is refused
+    renamed = series_csv(tmp_path / "renamed.csv", 30, columns=("x",), label=False)
+    assert "value columns x, the run was trained on a" in main_fails(tmp_path, capsys, runs["window"], renamed)
+    assert json.loads((runs["window"] / "results.json").read_text())["features"] == ["a"]
 
 
 def test_the_command_writes_the_tables_z_and_a_summary(runs, tmp_path, capsys):

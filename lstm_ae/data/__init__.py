@@ -70,6 +70,7 @@ class Splits:
     unit: Optional[str] = None  # the data's own unit (Split.offset/scale lead back to it), e.g. "USD"
     value_name: str = "value"  # what one value is, for axis labels (e.g. "daily high")
     group_kind: str = "series"  # what a group is, for figure titles (S&P: "stock")
+    feature_names: Optional[List[str]] = None  # the m values of a step, by name (csv: its value columns)
     series: Optional[torch.Tensor] = None  # (S, days, m) whole series of the test groups, in data units
     series_names: Optional[List[str]] = None  # the S groups of ``series``
     overview: Optional["pd.DataFrame"] = None  # dates x names, in data units: drawn before training

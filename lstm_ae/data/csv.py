@@ -380,7 +380,8 @@ def load_csv(
              split_by.value, scaling.value)
     return Splits(out["train"], out["val"], out["test"], group_names=order, dates=dates, unit=unit,
                   value_name=columns[0] if layout is CsvLayout.long else "value", series=test_series,
-                  series_names=test_names, overview=overview, scaler=scaler)
+                  series_names=test_names, overview=overview, scaler=scaler,
+                  feature_names=columns if layout is CsvLayout.long else None)
 
 
 # ------------------------------------------------------------------ new data (lstm_ae.apply)

@@ -232,6 +232,7 @@ def load_sp500(
         if name == "test":
             test_series, test_names = series, syms
     return Splits(out["train"], out["val"], out["test"], group_names=names, dates=dates, unit="USD", group_kind="stock",
+                  feature_names=[Price(price).value, *[Price(p).value for p in extra_prices]],
                   value_name=f"daily {price}", series=test_series, series_names=test_names,
                   overview=table[list(plot_symbols)])
 
