@@ -70,10 +70,8 @@ def _mnist(ds: DictConfig) -> Dict[str, Any]:
 
 
 def _sp500(ds: DictConfig) -> Dict[str, Any]:
-    from lstm_ae.data.sp500 import scale_windows
-
     columns = [str(ds.get("price", "high"))] + [str(p) for p in ds.get("extra_prices") or []]
-    floor = float(scale_windows(torch.zeros(1, 1, dtype=torch.float64))[2])  # the span of a flat window
+    floor = _span_floor()
     return {"seq_len": ds.get("seq_len"), "stride": ds.get("stride") or ds.get("seq_len"), "columns": columns,
             "scaling": {"kind": "window_min_max", "span_floor": floor},
             "how": (f"seq_len consecutive trading days of one stock, a step per day holding its {', '.join(columns)} "
@@ -82,21 +80,48 @@ def _sp500(ds: DictConfig) -> Dict[str, Any]:
                     "Outputs back in prices: value * span + lo, every column; the prediction may leave [0, 1]")}
 
 
-# dataset._target_ -> what a client must do to build the input (seq_len, columns, scaling, how);
-# a new dataset adds its entry here (docs/extending.md)
-PREPROCESSING: Dict[str, Callable[[DictConfig], Dict[str, Any]]] = {
-    "lstm_ae.data.toy.load_toy": _toy,
-    "lstm_ae.data.mnist.load_mnist": _mnist,
-    "lstm_ae.data.sp500.load_sp500": _sp500,
+def _csv(ds: DictConfig, results: Dict[str, Any]) -> Dict[str, Any]:
+    """dataset=csv: the run's value columns (results.json ``features``; a wide layout: one value per
+    series), and its scaling: each window by its own min-max, or the min-max fitted on the training rows
+    (results.json ``scaler``)."""
+    columns = results.get("features") or ["value"]
+    common = {"seq_len": ds.get("seq_len"), "stride": ds.get("stride") or ds.get("seq_len"), "columns": columns,
+              "layout": str(ds.get("layout")), "time_column": ds.get("time_column"), "id_column": ds.get("id_column"),
+              "fill": ds.get("fill"), "sort": ds.get("sort")}
+    if str(ds.get("scaling")) == "train" and results.get("scaler"):
+        lo, span = results["scaler"]["lo"], results["scaler"]["span"]
+        return {**common, "scaling": {"kind": "train_min_max", "lo": lo, "span": span},
+                "how": (f"seq_len consecutive rows of one series in time order, a step holding its {', '.join(columns)} "
+                        "values in that order; scale each column j with the numbers fitted on the run's training rows: "
+                        "x = (value - lo[j]) / span[j]; outputs back: value * span[j] + lo[j]")}
+    return {**common, "scaling": {"kind": "window_min_max", "span_floor": _span_floor()},
+            "how": (f"seq_len consecutive rows of one series in time order, a step holding its {', '.join(columns)} "
+                    "values in that order; min-max scale each window with its own lo = min and span = max(max - lo, "
+                    f"{_span_floor():g}) per column: x = (value - lo) / span; outputs back: value * span + lo")}
+
+
+def _span_floor() -> float:
+    from lstm_ae.data.windows import scale_windows
+
+    return float(scale_windows(torch.zeros(1, 1, dtype=torch.float64))[2])  # the span of a flat window
+
+
+# dataset._target_ -> what a client must do to build the input (seq_len, columns, scaling, how), from the
+# dataset's config and the run's results.json; a new dataset adds its entry here (docs/extending.md)
+PREPROCESSING: Dict[str, Callable[[DictConfig, Dict[str, Any]], Dict[str, Any]]] = {
+    "lstm_ae.data.toy.load_toy": lambda ds, results: _toy(ds),
+    "lstm_ae.data.mnist.load_mnist": lambda ds, results: _mnist(ds),
+    "lstm_ae.data.sp500.load_sp500": lambda ds, results: _sp500(ds),
+    "lstm_ae.data.csv.load_csv": _csv,
 }
 
 
-def preprocessing(ds: DictConfig) -> Dict[str, Any]:
+def preprocessing(ds: DictConfig, results: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The dataset's entry of :data:`PREPROCESSING`, with its ``dataset`` (``_target_``); ``{}`` for a
-    dataset without one."""
+    dataset without one. ``results``: the run's results.json (what the run learned of its data)."""
     target = str(ds.get("_target_"))
     entry = PREPROCESSING.get(target)
-    return {"dataset": target, **entry(ds)} if entry else {}
+    return {"dataset": target, **entry(ds, results or {})} if entry else {}
 
 
 def describe(run: SavedRun, files: Dict[str, str], opset: Optional[int]) -> Dict[str, Any]:
@@ -105,7 +130,7 @@ def describe(run: SavedRun, files: Dict[str, str], opset: Optional[int]) -> Dict
         out = run.model(torch.zeros(1, run.seq_len, run.input_size))
     outputs = {name: {"shape": ["batch", *t.shape[1:]], "dtype": "float32", "meaning": MEANING[name]}
                for name, t in out.items()}
-    prep = preprocessing(run.cfg.dataset)
+    prep = preprocessing(run.cfg.dataset, run.results)
     if not prep:
         prep = {"dataset": str(run.cfg.dataset.get("_target_")), "how": "unknown: add this dataset's entry to "
                 "lstm_ae.export.PREPROCESSING; its config is under dataset_config"}

@@ -37,14 +37,24 @@ RUNS = {  # name -> (entry script, overrides; {data}: the data root)
     "mnist_classify": ("lstm_ae_mnist.py", ["task=classify", "dataset.root={data}", "dataset.val_size=8",
                                             "dataset.shift=0", "model.hidden_size=8", "model.init=default",
                                             "trainer.batch_size=16", "trainer.num_threads=1", *CPU]),
+    "csv_train": ("lstm_ae_series.py", ["dataset.path={data}", "dataset.scaling=train", "dataset.seq_len=8",
+                                        "model.hidden_size=8", "trainer.batch_size=8", "trainer.num_threads=1", *CPU]),
 }
+
+
+def series_csv(path: Path) -> Path:
+    """Two value columns of another range each (a, b) over 120 steps."""
+    t = np.arange(120)
+    pd.DataFrame({"step": t, "a": 10 + np.sin(t / 5), "b": -3 + 2 * np.cos(t / 7)}).to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture(scope="module", params=list(RUNS))
 def exported(request, tmp_path_factory):
     """(kind, run folder, export folder) of a tiny run of each kind, exported in both formats."""
     tmp = tmp_path_factory.mktemp(request.param)
-    data = sp500_root(tmp) if "sp500" in request.param else write_fake_mnist(tmp / "data")
+    data = (sp500_root(tmp) if "sp500" in request.param else series_csv(tmp / "series.csv") if "csv" in request.param
+            else write_fake_mnist(tmp / "data"))
     script, overrides = RUNS[request.param]
     run = tmp / "run"
     proc = run_in_process(script, *[o.format(data=data) for o in overrides], *FP32, f"hydra.run.dir={run}")
@@ -71,7 +81,7 @@ def test_onnx_and_pt2_give_the_torch_models_outputs(exported):
     with torch.no_grad():
         want = {k: v.numpy() for k, v in model(x).items()}
     onnx, pt2 = run_both(served, x)
-    heads = {"toy": [], "sp500_predict": ["prediction"], "mnist_classify": ["logits"]}[kind]
+    heads = {"toy": [], "sp500_predict": ["prediction"], "mnist_classify": ["logits"], "csv_train": []}[kind]
     assert list(onnx) == list(pt2) == list(want) == ["reconstruction", "z", *heads] == list(spec["outputs"])
     for name, value in want.items():
         assert list(onnx[name].shape) == [5, *spec["outputs"][name]["shape"][1:]]
@@ -114,6 +124,15 @@ def test_preprocessing_json_says_how_to_build_the_input(exported):
         assert prep["scaling"]["kind"] == "divide" and prep["layout"] == "row" and len(prep["classes"]) == 10
         images = read_idx_gz(Path(cfg.dataset.root) / "MNIST" / "raw" / FILES["test_images"], 3)
         assert np.array_equal(images.astype(np.float32) / prep["scaling"]["by"], splits.test.x.numpy())
+    elif kind == "csv_train":  # the training rows' min-max, saved by the run, scales the raw rows as the run did
+        assert prep["columns"] == results["features"] == ["a", "b"] and prep["layout"] == "long"
+        assert prep["scaling"] == {"kind": "train_min_max", **results["scaler"]}
+        raw = pd.read_csv(cfg.dataset.path)[prep["columns"]].to_numpy()
+        k = len(splits.test) - 1
+        start = int(splits.test.start[k])
+        rows = raw[start : start + prep["seq_len"]]
+        lo, span = np.array(prep["scaling"]["lo"]), np.array(prep["scaling"]["span"])
+        assert np.allclose((rows - lo) / span, splits.test.x[k].numpy(), atol=1e-6)
     else:  # the S&P recipe, followed on the raw file, gives the run's own input windows
         assert prep["columns"] == ["high", "low"] and prep["stride"] == 5
         assert prep["scaling"]["kind"] == "window_min_max"
