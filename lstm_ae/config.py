@@ -74,6 +74,12 @@ class SplitBy(enum.Enum):
     series = "series"  # whole series held out (cross-validation by series with task.folds)
 
 
+class Duplicates(enum.Enum):
+    first = "first"  # the first row of a time that occurs more than once
+    last = "last"
+    mean = "mean"  # the mean of the rows' values (missing ones left out); a label: 1 if any row has 1
+
+
 class Fill(enum.Enum):
     ffill = "ffill"  # the last value before the gap
     interpolate = "interpolate"  # linear between the neighbouring rows (at either end: the nearest value)
@@ -253,6 +259,7 @@ class CsvDatasetConfig:
     val_fraction: float = 0.2  # share of the rest for validation
     fill: Optional[Fill] = None  # missing values: null refuses them (one line naming the cell); ffill | interpolate | zero
     sort: bool = False  # false: rows out of time order are refused; true: each series is sorted by time
+    duplicates: Optional[Duplicates] = None  # a time twice in a series: null refuses it; first | last | mean
     unit: Optional[str] = None  # the values' unit (e.g. USD): errors in data units
     plot_series: Optional[List[str]] = None  # series drawn before training (dates only); null: the first two; []: none
     seed: int = 0

@@ -87,7 +87,7 @@ def _csv(ds: DictConfig, results: Dict[str, Any]) -> Dict[str, Any]:
     columns = results.get("features") or ["value"]
     common = {"seq_len": ds.get("seq_len"), "stride": ds.get("stride") or ds.get("seq_len"), "columns": columns,
               "layout": str(ds.get("layout")), "time_column": ds.get("time_column"), "id_column": ds.get("id_column"),
-              "fill": ds.get("fill"), "sort": ds.get("sort")}
+              "fill": ds.get("fill"), "sort": ds.get("sort"), "duplicates": ds.get("duplicates")}
     if str(ds.get("scaling")) == "train" and results.get("scaler"):
         lo, span = results["scaler"]["lo"], results["scaler"]["span"]
         return {**common, "scaling": {"kind": "train_min_max", "lo": lo, "span": span},

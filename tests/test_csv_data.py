@@ -158,6 +158,23 @@ def test_sort_and_fill_when_asked(tmp_path):
     assert np.allclose(row(ip), [v[3], v[3] + (v[6] - v[3]) / 3, v[3] + 2 * (v[6] - v[3]) / 3])
 
 
+def test_a_time_twice_is_kept_once_when_asked(tmp_path):
+    """dataset.duplicates: the first or last row of a repeated time, or the mean of its rows (a label: 1 if any);
+    a real file (NAB's machine_temperature_system_failure.csv) repeats a time, out of order."""
+    t = [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    v = np.arange(len(t), dtype=float) * 10
+    lab = [0] * len(t)
+    lab[4] = 1
+    path = write(tmp_path / "d.csv", pd.DataFrame({"t": t, "v": v, "lab": lab}))
+    common = dict(seq_len=3, stride=1, split_by="time", test_fraction=0.25, val_fraction=0.3, label_column="lab")
+    got = {d: load_csv(str(path), duplicates=d, **common) for d in ("first", "last", "mean")}
+    step3 = {d: in_units(s.train, 1)[2, 0].item() for d, s in got.items()}  # window 1 = rows 1..3: row 3 last
+    assert step3 == pytest.approx({"first": 30.0, "last": 40.0, "mean": 35.0})
+    labels = {d: int(s.train.step_labels[1, 2]) for d, s in got.items()}
+    assert labels == {"first": 0, "last": 1, "mean": 1}  # the kept row's label; mean: 1 if any row has 1
+    assert len(got["first"].train) == len(got["mean"].train)  # one row per time: 20 rows
+
+
 def test_compose_and_validate_series_config(tmp_path):
     cfg = compose_cfg("series", [f"dataset.path={tmp_path}/x.csv", "dataset.value_columns=[a,b]", "task=predict"])
     validate(cfg)
@@ -182,7 +199,8 @@ def edit(line: int, cells: str) -> str:
 BAD = [
     ("missing value", edit(7, "2024-01-06,,12"), {}, ["line 7", "column v", "missing value", "dataset.fill"]),
     ("unsorted", edit(7, "2024-01-02,6,12"), {}, ["line 7", "column date", "comes before line 6", "dataset.sort=true"]),
-    ("duplicate", edit(7, "2024-01-05,6,12"), {"sort": True}, ["line 7", "column date", "again", "line 6"]),
+    ("duplicate", edit(7, "2024-01-05,6,12"), {"sort": True}, ["line 7", "column date", "again", "line 6",
+                                                                "dataset.duplicates=first|last|mean"]),
     ("non-numeric", edit(9, "2024-01-08,8,abc"), {}, ["line 9", "column w", "'abc' is not a finite number"]),
     ("infinite", edit(9, "2024-01-08,inf,16"), {}, ["line 9", "column v", "not a finite number"]),
     ("bad date", edit(4, "2024-13-45,3,6"), {}, ["line 4", "column date", "not a date"]),

@@ -20,7 +20,8 @@ kept in ``Split.step_labels`` for evaluation, never an input.
 Checked, each told in one line naming the file, the line (1-based as in an editor, the header is
 line 1) and the column, with the fix: a missing named column, no file found, a bad time or label,
 a non-numeric value, a missing value (unless ``fill`` says how to fill it), rows out of time order
-(unless ``sort=true``), a time twice in one series, a series shorter than one window.
+(unless ``sort=true``), a time twice in one series (unless ``duplicates`` says which row to keep or to
+average them), a series shorter than one window.
 
 Splits (``split_by``): ``time`` cuts each series chronologically, the last ``test_fraction`` of its
 rows for testing, the last ``val_fraction`` of the rest for validation; each part is windowed on its
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lstm_ae.config import CsvLayout, Fill, Scaling, SplitBy
+from lstm_ae.config import CsvLayout, Duplicates, Fill, Scaling, SplitBy
 from lstm_ae.data import Split, Splits, default_root
 from lstm_ae.data.windows import MinMax, make_split, split_groups
 from lstm_ae.errors import ConfigError, DataError
@@ -214,8 +215,9 @@ def read_series(file: Path, layout: CsvLayout, time_column: Optional[str], value
 
 
 # ------------------------------------------------------------------------------ checks
-def in_time_order(s: Series, sort: bool) -> Series:
-    """The series with its rows in time order: refused (unless ``sort``) when they are not; a time twice is refused."""
+def in_time_order(s: Series, sort: bool, duplicates: Optional[Duplicates] = None) -> Series:
+    """The series with its rows in time order: refused (unless ``sort``) when they are not; a time twice is
+    refused unless ``duplicates`` says which row to keep (``first``, ``last``) or to average them (``mean``)."""
     if sort:
         s = s[np.argsort(s.time, kind="stable")]
     back = np.flatnonzero(s.time[1:] < s.time[:-1])
@@ -224,12 +226,25 @@ def in_time_order(s: Series, sort: bool) -> Series:
         raise DataError(f"{s.file}: line {s.lines[i]}, column {s.time_column}: {s.time_text[i]!r} of series {s.name} comes before "
                         f"line {s.lines[i - 1]}'s {s.time_text[i - 1]!r}; sort the rows by time, or set dataset.sort=true")
     same = np.flatnonzero(s.time[1:] == s.time[:-1])
-    if len(same):
+    if not len(same):
+        return s
+    if duplicates is None:
         i = int(same[0]) + 1
         raise DataError(f"{s.file}: line {s.lines[i]}, column {s.time_column}: time {s.time_text[i]!r} of series {s.name} "
-                        f"again (first at line {s.lines[i - 1]}); keep one row per time step of a series (several series "
-                        "in one file: set dataset.id_column, or dataset.layout=wide)")
-    return s
+                        f"again (first at line {s.lines[i - 1]}); keep one row per time step of a series, set "
+                        "dataset.duplicates=first|last|mean, or (several series in one file) dataset.id_column or "
+                        "dataset.layout=wide")
+    new = np.r_[True, s.time[1:] != s.time[:-1]]  # the first row of each time
+    firsts = np.flatnonzero(new)
+    if duplicates is Duplicates.first:
+        return s[firsts]
+    if duplicates is Duplicates.last:
+        return s[np.r_[firsts[1:] - 1, len(s.time) - 1]]
+    group = np.cumsum(new) - 1
+    merged = s[firsts]
+    values = pd.DataFrame(s.values).groupby(group).mean().to_numpy()  # missing values left out of each mean
+    labels = None if s.labels is None else pd.Series(s.labels).groupby(group).max().to_numpy()
+    return replace(merged, values=values, labels=labels)
 
 
 def filled(s: Series, fill: Optional[Fill]) -> Series:
@@ -275,6 +290,7 @@ def load_csv(
     val_fraction: float = 0.2,
     fill: Optional[Fill | str] = None,
     sort: bool = False,
+    duplicates: Optional[Duplicates | str] = None,
     unit: Optional[str] = None,
     plot_series: Optional[Sequence[str]] = None,
     seed: int = 0,
@@ -316,7 +332,8 @@ def load_csv(
         twice = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"series name(s) {', '.join(twice)} occur twice (files {', '.join(map(str, files))}); "
                         "rename the files or columns")
-    series = sorted((filled(in_time_order(s, sort), fill) for s in series), key=lambda s: s.name)
+    duplicates = None if duplicates is None else Duplicates(getattr(duplicates, "value", duplicates))
+    series = sorted((filled(in_time_order(s, sort, duplicates), fill) for s in series), key=lambda s: s.name)
     for s in series:
         if len(s.values) < seq_len + 1:
             raise DataError(f"{s.file}: series {s.name} has {len(s.values)} rows (lines {s.lines.min()}-{s.lines.max()}), "
@@ -431,7 +448,8 @@ def read_for_run(paths: Sequence[str], ds, features: int, seq_len: int, root: Op
                         "rename the files or columns")
     out = []
     for s in series:
-        s = in_time_order(s, bool(ds.get("sort", False)))
+        dup = ds.get("duplicates")
+        s = in_time_order(s, bool(ds.get("sort", False)), None if dup is None else Duplicates(getattr(dup, "value", dup)))
         s = s[~np.isnan(s.values).any(axis=1)] if drop_missing else filled(s, fill)
         if len(s.values) < seq_len:
             where = f" (lines {s.lines.min()}-{s.lines.max()})" if len(s.values) else ""
