@@ -14,7 +14,8 @@ of them): mu_t, sd_t their mean and standard deviation, sd_t raised to at least
 ``SD_FLOOR * |mu_t| + 1e-12``; z_t = (m_t - mu_t) / sd_t and q_t = P(N(0,1) > z_t), the upper Gaussian tail.
 ``mapping="log"`` (default, HTM's log form): score = log(q_t + 1e-10) / log(1e-10) clipped to
 [0, 1] (0.5: q = 1e-5; 1: q <= 1e-10); ``"linear"``: score = 1 - q_t. Only rows up to t enter
-score t; steps before the first full reference have no score (NaN). A tail probability, not an
+score t; steps before the first full reference have no score (NaN): the first is at row
+seq_len + 2 s + min_periods - 3 (0-based). A tail probability, not an
 error in the series' units, so a threshold means the same on every series.
 
 **Baseline** (:func:`rolling_zscore`, a windowed Gaussian of the value): z_t = |x_t - mean| / std
@@ -125,9 +126,8 @@ def threshold(scores: np.ndarray, quantile: float = 0.99, min_threshold: float =
     s = np.asarray(scores, dtype=float)
     s = s[~np.isnan(s)]
     if not len(s):
-        raise DataError("no validation row has a score (each series needs seq_len - 1 + short + short + "
-                        "min_periods rows before its first score); give longer series, a larger --val-share, "
-                        "or lower --long / --min-periods")
+        raise DataError("no validation row has a score (a series' first score is at its row seq_len + 2 short + "
+                        "min_periods - 3); give longer series, a larger --val-share, or lower --short / --min-periods")
     return max(float(np.quantile(s, quantile)), float(min_threshold))
 
 
