@@ -279,7 +279,7 @@ class Detection:
 
 def own_validation(ds: Any, names: List[str], lengths: List[int]) -> Dict[str, np.ndarray]:
     """Per series, the rows the run validated on (a csv run's own data, in the loader's order)."""
-    from lstm_ae.data.windows import split_groups
+    from lstm_ae.data.windows import split_groups, time_split_sizes
 
     tf, vf = float(ds.get("test_fraction", 0.2)), float(ds.get("val_fraction", 0.2))
     if str(getattr(ds.get("split_by"), "value", ds.get("split_by") or "time")) == "series":
@@ -287,8 +287,7 @@ def own_validation(ds: Any, names: List[str], lengths: List[int]) -> Dict[str, n
         return {n: np.full(k, n in val) for n, k in zip(names, lengths)}
     out = {}
     for name, n in zip(names, lengths):  # as lstm_ae.data.csv.load_csv cuts a series in time
-        n_test = round(n * tf)
-        n_val = round((n - n_test) * vf)
+        _, n_val, n_test = time_split_sizes(n, tf, vf)
         rows = np.zeros(n, dtype=bool)
         rows[n - n_test - n_val : n - n_test] = True
         out[name] = rows

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import prune_replay, pruning, runs_table, throughput, time_to_accuracy
-from lstm_ae import apply, compare, export, report, reproduce, runs
+from lstm_ae import anomaly, apply, compare, export, report, reproduce, runs
 
 # module, its prog, flags its --help must list
 TOOLS = {
@@ -20,6 +20,8 @@ TOOLS = {
     "report": (report, "python -m lstm_ae.report", ["--runs", "--out", "--mnist_pixel_classify"]),
     "compare": (compare, "python -m lstm_ae.compare", ["RUN", "--labels", "--out"]),
     "export": (export, "python -m lstm_ae.export", ["RUN", "--out", "--format"]),
+    "anomaly": (anomaly, "python -m lstm_ae.anomaly", ["RUN", "DATA", "--out", "--labels", "--threshold-quantile",
+                                                       "--false-alarm-rate", "--val-share"]),
     "apply": (apply, "python -m lstm_ae.apply", ["RUN", "DATA", "--out", "--stride", "--causal", "--format", "--limit",
                                                  "--overwrite"]),
     "runs": (runs, "python -m lstm_ae.runs", ["PATH", "--task", "--status", "--where", "--sort", "--reverse", "--top",
@@ -52,6 +54,7 @@ def calls(monkeypatch, tmp_path):
     monkeypatch.setattr(compare, "compare", recorder("compare", compare.compare, []))
     monkeypatch.setattr(export, "export", recorder("export", export.export, []))
     monkeypatch.setattr(apply, "apply", recorder("apply", apply.apply, None))
+    monkeypatch.setattr(anomaly, "detect", recorder("anomaly", anomaly.detect, None))
     monkeypatch.setattr(runs, "collect", recorder("runs", runs.collect, runs.Listing([], {}, runs.Messages())))
     monkeypatch.setattr(throughput, "measure", recorder("throughput", throughput.measure, 1.0))
     # time_to_accuracy: the real Hydra compose (recorded), then no data, no model, no training. The
@@ -94,6 +97,7 @@ def test_help_exits_0_and_shows_the_tools_usage(tool, calls, capsys):
     ("export", [], "the following arguments are required: RUN"),
     ("export", ["run", "--format", "zip"], "argument --format: invalid choice: 'zip'"),
     ("apply", ["run", "new.csv"], "the following arguments are required: --out"),
+    ("anomaly", ["run", "new.csv"], "the following arguments are required: --out"),
     ("apply", ["run", "--out", "x", "--stride", "two"], "argument --stride: invalid int value: 'two'"),
     ("runs", ["--top", "0"], "argument --top: must be at least 1, got 0"),
     ("runs", ["--status", "done"], "argument --status: invalid choice: 'done'"),

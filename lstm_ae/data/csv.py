@@ -46,7 +46,7 @@ import torch
 
 from lstm_ae.config import CsvLayout, Duplicates, Fill, Scaling, SplitBy
 from lstm_ae.data import Split, Splits, default_root
-from lstm_ae.data.windows import MinMax, make_split, split_groups
+from lstm_ae.data.windows import MinMax, make_split, split_groups, time_split_sizes
 from lstm_ae.errors import ConfigError, DataError
 
 log = logging.getLogger("lstm_ae")
@@ -357,9 +357,7 @@ def load_csv(
         pieces = {"train": [], "val": [], "test": []}
         for s in series:
             n = len(s.values)
-            n_test = round(n * test_fraction)
-            n_val = round((n - n_test) * val_fraction)
-            n_train = n - n_test - n_val
+            n_train, n_val, n_test = time_split_sizes(n, test_fraction, val_fraction)
             if min(n_train, n_val, n_test) < seq_len + 1:
                 raise DataError(
                     f"{s.file}: series {s.name} has {n} rows; split by time (dataset.test_fraction={test_fraction}, "

@@ -16,7 +16,7 @@ Scaling, without look-ahead either way:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -55,6 +55,14 @@ class MinMax:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.lo) / self.span
+
+
+def time_split_sizes(n: int, test_fraction: float, val_fraction: float) -> Tuple[int, int, int]:
+    """(train, val, test) rows of a series of ``n`` rows cut in time: the last ``test_fraction`` of its rows
+    for testing, the last ``val_fraction`` of the rest for validation (dataset=csv ``split_by=time``)."""
+    n_test = round(n * test_fraction)
+    n_val = round((n - n_test) * val_fraction)
+    return n - n_test - n_val, n_val, n_test
 
 
 def split_groups(names: List[str], test_fraction: float, val_fraction: float, seed: int,
