@@ -1,0 +1,346 @@
+"""The LSTM-AE detector on a NAB-layout folder, under NAB's rules, in NAB's results layout.
+
+    python -m bench.nab --nab ../shared/data/nab --out /tmp/nab_results --jobs 2
+    python -m bench.nab --nab ../shared/data/nab --jobs 2 --nab-git GITDIR --json bench/results/nab_dev.json
+
+``--nab PATH``: a full NAB checkout or a folder in its layout (``data/<category>/<file>.csv`` with
+``timestamp,value``; ``labels/combined_windows.json``). Every data file on its own, from scratch,
+with one configuration for every file (the options below, same for all; seeded; CPU):
+
+1. **Learn** from the probationary period only: the first min(floor(0.15 * rows), 750) rows, written
+   to a temporary CSV and trained with the project's own entry path (``lstm_ae_series.py``, run in
+   the worker's process, reconstruct task, ``dataset.split_by=time``: the probation's own
+   train / validation / test cut; ``dataset.scaling=train`` by default: the probation's min-max).
+2. **Score** every row from the rows up to it: :func:`lstm_ae.anomaly.detect` on the whole file
+   (causal apply: each step's error from the window of ``--seq-len`` steps ending at it; the score:
+   :func:`lstm_ae.anomaly.likelihood`; the baseline: :func:`lstm_ae.anomaly.rolling_zscore`; the
+   threshold: the ``--quantile`` of the probationary rows' scores, at least ``--min-threshold``).
+   NAB pairs scores with labels by row position and streams a file in its row order, so both the
+   training copy and the scored copy carry the row number as their time column (``step``): the rows
+   stay in the file's order, repeated or out-of-order timestamps (ec2_request_latency_system_failure,
+   machine_temperature_system_failure) included, and no row is merged or moved.
+3. **Write** ``<out>/<detector>/<category>/<detector>_<file>.csv`` with ``timestamp,value,anomaly_score,label``:
+   every row of the data file in its order (probationary rows included), timestamp and value as
+   written, ``anomaly_score`` the score (0 where a row has none yet: the first
+   seq_len + 2 short + min_periods - 3 rows), ``label`` 1 inside a labelled window. NAB's scorer
+   (``../shared/tools/nab/score.sh``; ``--nab-git``) reads this folder as it is.
+4. **Measure** (the JSON, ``--json``; default ``<out>/<detector>.json``): per file the project's
+   metrics (:func:`lstm_ae.anomaly.evaluate`: AUC-ROC, AUC-PR, event-wise precision / recall / F1;
+   the model and the rolling z-score baseline on the same rows: the rows after the probation where
+   both have a score), the threshold and the seconds (training, scoring, whole file); overall
+   :func:`lstm_ae.anomaly.combine` of the files (event counts summed, AUCs averaged over the files
+   that have both classes); the command, machine, cores, load average before and after, the date,
+   the wall time; with ``--nab-git`` NAB's own scores (standard, reward_low_FP, reward_low_FN).
+
+``--jobs N`` files at once (processes; each trains with one torch thread). Temporary run folders
+live in a temporary directory that is removed. Bad input (a folder not in NAB's layout, a file
+without a labels entry, a detector name NAB cannot take, an existing results folder): one line, status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import json
+import logging
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lstm_ae import anomaly as an
+from lstm_ae.errors import ConfigError, DataError, UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCORER = ROOT.parent / "shared" / "tools" / "nab" / "score.sh"
+LABELS = Path("labels") / "combined_windows.json"
+COLUMNS = ["timestamp", "value", "anomaly_score", "label"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The one configuration every file gets (command-line options, with these defaults)."""
+
+    seq_len: int = 32  # steps per window (dataset.seq_len)
+    hidden: int = 32  # model.hidden_size
+    epochs: int = 50  # trainer.epochs, on the probation's windows (stride 1)
+    batch_size: int = 32  # trainer.batch_size
+    scaling: str = "train"  # dataset.scaling: train (the probation's min-max) | window
+    seed: int = 0  # trainer.seed and dataset.seed
+    # the probation cut in time: its last test_fraction for the run's test, the last val_fraction of the rest
+    # for its validation (best epoch); each part needs seq_len + 1 rows: NAB's shortest file (realTraffic/
+    # speed_7578, 1,127 rows, a probation of 168) takes seq_len 32 with 0.2 / 0.25, not with 0.2 / 0.2
+    test_fraction: float = 0.2
+    val_fraction: float = 0.25
+    short: int = 10  # the score (lstm_ae.anomaly.Scoring) ...
+    long: int = 500
+    min_periods: int = 50
+    mapping: str = "log"
+    baseline_window: int = 500
+    error: str = "error"  # error | window_error
+    quantile: float = 0.99  # threshold: this quantile of the probation's scores ...
+    min_threshold: float = 0.5  # ... at least this
+
+    def scoring(self) -> an.Scoring:
+        return an.Scoring(self.short, self.long, self.min_periods, self.mapping, self.baseline_window).check()
+
+
+def probation(rows: int) -> int:
+    """NAB's probationary period: the first min(floor(0.15 * rows), 750) rows."""
+    return min(int(0.15 * rows), 750)
+
+
+def data_files(nab: Path) -> List[str]:
+    """The data files of a NAB-layout folder as ``<category>/<file>.csv``, sorted."""
+    return sorted(p.relative_to(nab / "data").as_posix() for p in (nab / "data").glob("*/*.csv"))
+
+
+def check_layout(nab: Path) -> Dict[str, list]:
+    """The folder's windows, or one line saying what is missing."""
+    if not (nab / "data").is_dir() or not data_files(nab):
+        raise DataError(f"--nab {nab}: no data/<category>/<file>.csv in it; give a NAB checkout or a folder in its "
+                        "layout (data/<category>/<file>.csv, labels/combined_windows.json)")
+    if not (nab / LABELS).is_file():
+        raise DataError(f"--nab {nab}: no {LABELS}; give a NAB checkout or a folder in its layout")
+    windows = an.read_windows(nab / LABELS)
+    missing = [k for k in data_files(nab) if k not in windows]
+    if missing:
+        raise DataError(f"{nab / LABELS} has no entry for {missing[0]}"
+                        f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
+                        'give every data file an entry ("<category>/<file>.csv": [] for none)')
+    return windows
+
+
+# ------------------------------------------------------------------------------ training
+def run_entry(script: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
+    """``python <script> <args>`` in this process (Hydra's command line, exit status, output captured);
+    sys.argv and the logging handlers are put back afterwards."""
+    argv, saved_argv = [str(script), *args], sys.argv
+    handlers = logging.getLogger().handlers[:]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_env = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "0"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            sys.argv = argv
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_env
+        for handler in set(logging.getLogger().handlers) - set(handlers):
+            handler.close()
+        logging.getLogger().handlers[:] = handlers
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def train(rows: pd.DataFrame, folder: Path, s: Settings, name: str = "the file") -> Path:
+    """A reconstruct run on ``rows`` (step, value) in ``folder / 'run'``."""
+    data = folder / "probation.csv"
+    rows.to_csv(data, index=False)
+    run = folder / "run"
+    proc = run_entry(ROOT / "lstm_ae_series.py", [
+        f"dataset.path={data}", f"dataset.seq_len={s.seq_len}", "dataset.stride=1", f"dataset.scaling={s.scaling}",
+        "dataset.split_by=time", f"dataset.test_fraction={s.test_fraction}",
+        f"dataset.val_fraction={s.val_fraction}", f"dataset.seed={s.seed}", "dataset.plot_series=[]", f"model.hidden_size={s.hidden}",
+        f"trainer.epochs={s.epochs}", f"trainer.batch_size={s.batch_size}", f"trainer.seed={s.seed}",
+        "trainer.num_threads=1", "trainer.device=cpu", "trainer.progress=false", "task.figures=false",
+        f"hydra.run.dir={run}"])
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        what = f"training on {name}'s probationary rows failed (status {proc.returncode}): {tail[0]}"
+        raise DataError(what) if proc.returncode == 2 else RuntimeError(what)
+    return run
+
+
+# ------------------------------------------------------------------------------ one file
+def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Settings) -> Dict[str, Any]:
+    """Train on ``key``'s probation, score every row causally, write its NAB results file; its metrics."""
+    import torch
+
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    raw = pd.read_csv(Path(nab) / "data" / key, dtype=str, keep_default_na=False)
+    if list(raw.columns[:2]) != ["timestamp", "value"]:
+        raise DataError(f"{Path(nab) / 'data' / key}: columns {','.join(raw.columns)}; NAB's files have timestamp,value")
+    n, prob = len(raw), probation(len(raw))
+    values = pd.to_numeric(raw["value"], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(values).any():
+        line = int(np.flatnonzero(np.isnan(values))[0]) + 2
+        raise DataError(f"{Path(nab) / 'data' / key} line {line}: value {raw['value'].iloc[line - 2]!r} is not a number")
+    stream = pd.DataFrame({"step": np.arange(n), "value": values})  # row order = NAB's order
+    with tempfile.TemporaryDirectory(prefix="nab_") as tmp:
+        folder = Path(tmp)
+        run = train(stream.iloc[:prob], folder, s, key)
+        trained = time.perf_counter()
+        stream.to_csv(folder / "stream.csv", index=False)
+        det = an.detect(run, [folder / "stream.csv"], None, s.scoring(), s.quantile, s.min_threshold,
+                        val_share=prob / n, error=s.error)
+    steps = det.steps
+    if len(steps) != n or not (steps["time"].astype(float).to_numpy() == np.arange(n)).all():
+        raise RuntimeError(f"{key}: detect returned {len(steps)} rows for {n}, or another order")
+    labels = an.labels_from_windows({key: windows}, an._stem(key), raw["timestamp"].to_numpy(),
+                                    source=str(LABELS))
+    score = np.clip(steps["score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)
+    category, name = key.split("/", 1)
+    target = Path(out) / detector / category / f"{detector}_{name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"timestamp": raw["timestamp"], "value": raw["value"], "anomaly_score": score,
+                  "label": labels}).to_csv(target, index=False, columns=COLUMNS)
+    after = np.arange(n) >= prob
+    rows = after & steps["score"].notna().to_numpy() & steps["baseline_score"].notna().to_numpy()
+    ev = steps[rows]
+    metrics = {who: an.evaluate(ev[col], labels[rows], ev[flag])
+               for who, col, flag in (("model", "score", "flagged"), ("baseline", "baseline_score", "baseline_flagged"))}
+    done = time.perf_counter()
+    return {"file": key, "rows": n, "probation": prob, "threshold": det.metrics["threshold"],
+            "baseline_threshold": det.metrics["baseline_threshold"], **metrics,
+            "seconds": round(done - began, 2), "train_seconds": round(trained - began, 2),
+            "score_seconds": round(done - trained, 2), "results": str(target)}
+
+
+# ------------------------------------------------------------------------------ NAB's scorer
+def nab_score(results: Path, detector: str, nab_git: Path, scorer: Path = SCORER) -> Dict[str, Any]:
+    """NAB's own scores of ``results`` (``score.sh``'s last line), the subset line when it prints one."""
+    env = {**os.environ, "NAB_GIT": str(nab_git), "NAB_PYTHON": sys.executable}
+    began = time.perf_counter()
+    proc = subprocess.run(["bash", str(scorer), str(results), detector], capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    last = lines[-1] if lines else ""
+    found = re.fullmatch(r"NAB \S+: standard (\S+) reward_low_FP (\S+) reward_low_FN (\S+)", last)
+    if proc.returncode != 0 or not found:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{scorer} failed (status {proc.returncode}): {tail[0]}")
+    subset = [ln for ln in lines if ln.startswith("NAB SUBSET")]
+    return {"standard": float(found[1]), "reward_low_FP": float(found[2]), "reward_low_FN": float(found[3]),
+            "line": last, "subset": subset[-1] if subset else None, "scorer": str(scorer),
+            "seconds": round(time.perf_counter() - began, 1)}
+
+
+# ------------------------------------------------------------------------------ the benchmark
+def run_all(nab: Path, out: Path, s: Settings, detector: str = "lstmae", jobs: int = 1,
+            files: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Every file of ``nab`` (or ``files``, ``<category>/<file>.csv``): results files and the report."""
+    windows = check_layout(nab)
+    s.scoring()
+    keys = list(files) if files else data_files(nab)
+    unknown = [k for k in keys if not (nab / "data" / k).is_file()]
+    if unknown:
+        raise DataError(f"--files: {unknown[0]} is not a file under {nab / 'data'}; give <category>/<file>.csv")
+    began, load = time.perf_counter(), os.getloadavg()
+    tasks = [(str(nab), k, windows[k], str(out), detector, s) for k in keys]
+    if jobs == 1:
+        per_file = [one_file(*t) for t in tasks]
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            per_file = list(pool.map(one_file, *zip(*tasks)))
+    from lstm_ae.reproduce import cpu_name
+
+    return {
+        "machine": cpu_name(), "cores": os.cpu_count(), "device": "cpu", "jobs": jobs,
+        "load_average_before": [round(x, 2) for x in load], "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "date": dt.date.today().isoformat(), "nab": str(nab), "results": str(out / detector), "detector": detector,
+        "settings": asdict(s), "probation": "the first min(floor(0.15 * rows), 750) rows of each file",
+        "evaluated": "per file, the rows after the probation where the model's score and the baseline's are both "
+                     "defined; overall: lstm_ae.anomaly.combine of the files",
+        "overall": {"model": an.combine([f["model"] for f in per_file]),
+                    "baseline": an.combine([f["baseline"] for f in per_file])},
+        "seconds": round(time.perf_counter() - began, 1), "files": per_file,
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    d = Settings()
+    p = argparse.ArgumentParser(prog="python -m bench.nab", description=(__doc__ or "").split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="what is computed: python -c 'import bench.nab as b; help(b)'; docs/anomaly.md")
+    p.add_argument("--nab", type=Path, required=True, metavar="PATH",
+                   help="a NAB checkout or a folder in its layout (data/<category>/<file>.csv, labels/)")
+    p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
+                   help="results go to DIR/DETECTOR/<category>/DETECTOR_<file>.csv (default results)")
+    p.add_argument("--detector", default="lstmae", help="the detector's name: letters and digits (lstmae)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="the report (default DIR/DETECTOR.json)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="files at once, one process each (1)")
+    p.add_argument("--files", metavar="LIST", help="only these files, comma-separated <category>/<file>.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR/DETECTOR if it exists")
+    p.add_argument("--nab-git", type=Path, metavar="GITDIR", default=os.environ.get("NAB_GIT"),
+                   help="score with NAB's own scorer (../shared/tools/nab/score.sh), this NAB clone's git "
+                        "folder (default: $NAB_GIT; none: not scored)")
+    for key, value in asdict(d).items():
+        kind = type(value)
+        extra = {"choices": an.MAPPINGS} if key == "mapping" else {"choices": ("error", "window_error")} \
+            if key == "error" else {"choices": ("train", "window")} if key == "scaling" else {}
+        p.add_argument(f"--{key.replace('_', '-')}", type=kind, default=value, help=f"({value})", **extra)
+    args = p.parse_args(argv)
+    try:
+        if not re.fullmatch(r"[A-Za-z0-9]+", args.detector) or re.search("standard|reward", args.detector):
+            raise ConfigError(f"--detector {args.detector!r}: give letters and digits only, without 'standard' or "
+                              "'reward' (NAB splits result names on '_')")
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs {args.jobs}: give a whole number >= 1")
+        an.check_fraction("--test-fraction", args.test_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
+        an.check_fraction("--val-fraction", args.val_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
+        for key in ("seq_len", "hidden", "epochs", "batch_size"):
+            if getattr(args, key) < 1:
+                raise ConfigError(f"--{key.replace('_', '-')} {getattr(args, key)}: give a whole number >= 1")
+        an.check_fraction("--quantile", args.quantile, 0.0, 1.0)
+        an.check_fraction("--min-threshold", args.min_threshold, 0.0, 1.0, upper_open=True)
+        if args.nab_git is not None and not Path(args.nab_git).is_dir():
+            raise ConfigError(f"--nab-git {args.nab_git}: not a folder; give the git folder of a NAB clone")
+        results = args.out / args.detector
+        if results.exists() and not args.overwrite:
+            raise ConfigError(f"{results} exists; give another --out or --detector, or --overwrite")
+        s = Settings(**{k: getattr(args, k) for k in asdict(d)})
+        s.scoring()
+        check_layout(args.nab)
+        if results.exists():
+            shutil.rmtree(results)
+        report = run_all(args.nab, args.out, s, args.detector, args.jobs,
+                         args.files.split(",") if args.files else None)
+    except UserError as err:
+        print(f"bench.nab: {err}", file=sys.stderr)
+        sys.exit(2)
+    report["command"] = "python -m bench.nab " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.nab_git is not None:
+        report["nab_scorer"] = nab_score(results, args.detector, Path(args.nab_git))
+    path = args.json or args.out / f"{args.detector}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    f = lambda x: "   -" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"{'file':58s} {'rows':>6s} {'s':>6s}  model auc_pr  f1  | baseline auc_pr  f1")
+    for r in report["files"]:
+        m, b = r["model"], r["baseline"]
+        print(f"{r['file']:58s} {r['rows']:6d} {r['seconds']:6.1f}  {f(m['auc_pr'])} {f(m['f1'])}  | "
+              f"{f(b['auc_pr'])} {f(b['f1'])}")
+    for who in ("model", "baseline"):
+        c = report["overall"][who]
+        print(f"{who:8s} auc_roc {f(c['auc_roc'])}  auc_pr {f(c['auc_pr'])}  precision {f(c['precision'])}  "
+              f"recall {f(c['recall'])}  f1 {f(c['f1'])}  ({c['windows_found']}/{c['windows']} windows, "
+              f"{c['events']} events)")
+    if "nab_scorer" in report:
+        if report["nab_scorer"]["subset"]:
+            print(report["nab_scorer"]["subset"])
+        print(report["nab_scorer"]["line"])
+    print(f"{len(report['files'])} files in {report['seconds']} s; results {results}; report {path}")
+
+
+if __name__ == "__main__":
+    main()
