@@ -22,10 +22,14 @@ with one configuration for every file (the options below, same for all; seeded; 
 3. **Write** ``<out>/<detector>/<category>/<detector>_<file>.csv`` with ``timestamp,value,anomaly_score,label``:
    every row of the data file in its order (probationary rows included), timestamp and value as
    written, ``anomaly_score`` the score (0 where a row has none yet: the first
-   seq_len + 2 short + min_periods - 3 rows), ``label`` 1 inside a labelled window. NAB's scorer
+   seq_len + 2 short + min_periods - 3 rows) with repeat alarms suppressed (:func:`suppress`: after a
+   row scoring >= ``--suppress-above``, 0.5, the next ``--suppress`` rows, 100, get 0; causal; NAB
+   rewards the first detection in a window and charges every later one outside it), ``label`` 1
+   inside a labelled window. NAB's scorer
    (``../shared/tools/nab/score.sh``; ``--nab-git``) reads this folder as it is.
 4. **Measure** (the JSON, ``--json``; default ``<out>/<detector>.json``): per file the project's
-   metrics (:func:`lstm_ae.anomaly.evaluate`: AUC-ROC, AUC-PR, event-wise precision / recall / F1;
+   metrics of the score itself, before suppression (:func:`lstm_ae.anomaly.evaluate`: AUC-ROC, AUC-PR,
+   event-wise precision / recall / F1;
    the model and the rolling z-score baseline on the same rows: the rows after the probation where
    both have a score), the threshold and the seconds (training, scoring, whole file); overall
    :func:`lstm_ae.anomaly.combine` of the files (event counts summed, AUCs averaged over the files
@@ -90,6 +94,8 @@ class Settings:
     mapping: str = "log"
     baseline_window: int = 500
     error: str = "error"  # error | window_error
+    suppress: int = 100  # NAB's anomaly_score: after a row scoring >= suppress_above, the next rows get 0 (0: none)
+    suppress_above: float = 0.5  # the project's metrics use the score before this
     quantile: float = 0.99  # threshold: this quantile of the probation's scores ...
     min_threshold: float = 0.5  # ... at least this
 
@@ -100,6 +106,19 @@ class Settings:
 def probation(rows: int) -> int:
     """NAB's probationary period: the first min(floor(0.15 * rows), 750) rows."""
     return min(int(0.15 * rows), 750)
+
+
+def suppress(scores: np.ndarray, rows: int, above: float = 0.5) -> np.ndarray:
+    """Scores with repeat alarms suppressed: a row scoring >= ``above`` (an alarm) keeps its score, the
+    ``rows`` rows after it get 0, then the next alarm starts again. Causal: row t depends on rows <= t."""
+    out = np.asarray(scores, dtype=float).copy()
+    last = -rows - 1
+    for i in range(len(out)):
+        if i - last <= rows:
+            out[i] = 0.0
+        elif out[i] >= above:
+            last = i
+    return out
 
 
 def data_files(nab: Path) -> List[str]:
@@ -197,7 +216,8 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
         raise RuntimeError(f"{key}: detect returned {len(steps)} rows for {n}, or another order")
     labels = an.labels_from_windows({key: windows}, an._stem(key), raw["timestamp"].to_numpy(),
                                     source=str(LABELS))
-    score = np.clip(steps["score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)
+    score = suppress(np.clip(steps["score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0), s.suppress,
+                     s.suppress_above)
     category, name = key.split("/", 1)
     target = Path(out) / detector / category / f"{detector}_{name}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -303,6 +323,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 raise ConfigError(f"--{key.replace('_', '-')} {getattr(args, key)}: give a whole number >= 1")
         an.check_fraction("--quantile", args.quantile, 0.0, 1.0)
         an.check_fraction("--min-threshold", args.min_threshold, 0.0, 1.0, upper_open=True)
+        an.check_fraction("--suppress-above", args.suppress_above, 0.0, 1.0, lower_open=True)
+        if args.suppress < 0:
+            raise ConfigError(f"--suppress {args.suppress}: give a whole number of rows >= 0")
         if args.nab_git is not None and not Path(args.nab_git).is_dir():
             raise ConfigError(f"--nab-git {args.nab_git}: not a folder; give the git folder of a NAB clone")
         results = args.out / args.detector

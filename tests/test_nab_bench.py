@@ -8,9 +8,9 @@ import pytest
 from bench import nab
 
 TINY = ["--seq-len", "8", "--hidden", "4", "--epochs", "2", "--batch-size", "16", "--short", "3", "--long", "50",
-        "--min-periods", "10", "--baseline-window", "50"]
+        "--min-periods", "10", "--baseline-window", "50", "--suppress", "20"]
 SETTINGS = nab.Settings(seq_len=8, hidden=4, epochs=2, batch_size=16, short=3, long=50, min_periods=10,
-                        baseline_window=50)
+                        baseline_window=50, suppress=20)
 
 
 def times(n, start="2020-01-01 00:00:00"):
@@ -57,6 +57,8 @@ def test_layout_and_report(folder, tmp_path, capsys):
         score = got["anomaly_score"].astype(float).to_numpy()
         assert np.isfinite(score).all() and score.min() >= 0 and score.max() <= 1
         assert score[nab.probation(len(data)):].max() > 0  # scored after the probation
+        alarms = np.flatnonzero(score >= 0.5)  # repeat alarms suppressed: none within 20 rows of the last
+        assert (np.diff(alarms) > 20).all() and (score > 0).sum() > len(alarms)
     spiky = pd.read_csv(out / "tiny1/realThing/tiny1_spiky.csv")
     assert spiky["label"].tolist() == [int(290 <= i <= 320) for i in range(400)]
     assert pd.read_csv(out / "tiny1/artificialNone/tiny1_clean.csv")["label"].sum() == 0
@@ -97,10 +99,21 @@ def test_causal(folder, tmp_path):
     assert not np.array_equal(scores[0][t + 1 :], scores[1][t + 1 :])
 
 
+def test_suppress():
+    s = np.array([0.1, 0.6, 0.9, 0.2, 0.7, 0.3, 0.8, 0.95, 0.4])
+    np.testing.assert_array_equal(nab.suppress(s, 2), [0.1, 0.6, 0, 0, 0.7, 0, 0, 0.95, 0])
+    np.testing.assert_array_equal(nab.suppress(s, 0), s)
+    for t in range(len(s)):  # causal: row t depends on rows <= t only
+        changed = s.copy()
+        changed[t + 1 :] = 1.0
+        np.testing.assert_array_equal(nab.suppress(changed, 2)[: t + 1], nab.suppress(s, 2)[: t + 1])
+
+
 @pytest.mark.parametrize("args, says", [
     (["--detector", "lstm_ae"], "--detector 'lstm_ae': give letters and digits only"),
     (["--jobs", "0"], "--jobs 0"),
     (["--quantile", "1.5"], "--quantile 1.5"),
+    (["--suppress", "-1"], "--suppress -1"),
 ])
 def test_bad_options(folder, tmp_path, capsys, args, says):
     with pytest.raises(SystemExit) as stop:
