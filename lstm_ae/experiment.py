@@ -446,6 +446,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, fingerprint: str) -> Di
         config_sha1=fingerprint,
     )
     rf.write_json(run_dir / rf.RESULTS, results)  # strict JSON: a NaN metric is written as null
+    if splits.train.step_labels is not None:  # labelled series: the run's anomalies, at the end of its training
+        results["anomaly"] = anomalies(run_dir)
+        rf.write_json(run_dir / rf.RESULTS, results)
     if logger is not None:
         logger.finish(cfg, results, HydraConfig.get().overrides.task if HydraConfig.initialized() else ())
     if task.figures:
@@ -456,6 +459,25 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, fingerprint: str) -> Di
         results[f"test_{task.objective}"], run_dir,
     )
     return results
+
+
+def anomalies(run_dir: Path) -> Dict[str, Any]:
+    """:func:`lstm_ae.anomaly.detect` on the finished run's own data (its labels: the label column; the threshold:
+    its validation rows), written to ``anomaly/`` in the run folder; what results.json keeps of it. A run whose
+    series are too short to score gets the reason instead of failing."""
+    from lstm_ae import anomaly
+
+    try:
+        det = anomaly.detect(run_dir)
+        anomaly.write(det, run_dir / "anomaly")
+    except UserError as err:
+        log.warning("anomaly detection skipped: %s", err)
+        return {"error": str(err)}
+    m = det.metrics
+    keep = ("threshold", "baseline_threshold", "intervals", "flagged_rows", "evaluated", "model", "baseline")
+    log.info("anomalies (the run's own data, training rows included): %d interval(s); AUC-PR %s (rolling z-score %s)",
+             m["intervals"], (m.get("model") or {}).get("auc_pr"), (m.get("baseline") or {}).get("auc_pr"))
+    return {k: m[k] for k in keep if k in m}
 
 
 def _pruning(task: Task) -> List[EpochCallback]:

@@ -65,3 +65,23 @@ def test_bad_data_ends_the_script_in_one_line(wide, tmp_path):
     errors = [row for row in out.splitlines() if "DataError" in row]
     assert len(errors) == 1 and "line 10, column S1" in errors[0] and str(bad) in errors[0], out[-2000:]
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_labelled_run_reports_its_anomalies_at_the_end(tmp_path):
+    """A run with a label column scores its own data once trained (lstm_ae.anomaly.detect): anomaly/ in the run
+    folder, and results.json keeps the threshold, the intervals and the metrics beside the rolling z-score."""
+    t = np.arange(400)
+    v = np.sin(t / 6) + 0.05 * np.random.default_rng(1).normal(size=400)
+    label = np.zeros(400, dtype=int)
+    v[300:304] += 4
+    label[298:306] = 1
+    path = tmp_path / "labelled.csv"
+    pd.DataFrame({"t": t, "v": v, "label": label}).to_csv(path, index=False)
+    res = run(tmp_path / "run", f"dataset.path={path}", "dataset.label_column=label", "dataset.stride=1",
+              "trainer.epochs=5")
+    found = res["anomaly"]
+    assert 0 <= found["threshold"] < 1 and found["intervals"] >= 1
+    assert found["model"]["windows"] == 1 and 0 <= found["model"]["auc_pr"] <= 1 and "auc_pr" in found["baseline"]
+    for name in ("scores.csv", "intervals.csv", "metrics.json", "anomaly.png"):
+        assert (tmp_path / "run" / "anomaly" / name).is_file(), name
+    assert "anomaly" not in run(tmp_path / "plain", f"dataset.path={path}")  # no label column: no detection
