@@ -22,9 +22,10 @@ with one configuration for every file (the options below, same for all; seeded; 
 3. **Write** ``<out>/<detector>/<category>/<detector>_<file>.csv`` with ``timestamp,value,anomaly_score,label``:
    every row of the data file in its order (probationary rows included), timestamp and value as
    written, ``anomaly_score`` the score (0 where a row has none yet: the first
-   seq_len + 2 short + min_periods - 3 rows) with repeat alarms suppressed (:func:`suppress`: after a
-   row scoring >= ``--suppress-above``, 0.5, the next ``--suppress`` rows, 100, get 0; causal; NAB
-   rewards the first detection in a window and charges every later one outside it), ``label`` 1
+   seq_len + 2 short + min_periods - 3 rows) with repeat alarms suppressed (the detector's
+   ``alarm_score``, :func:`lstm_ae.anomaly.suppress`: after a row scoring >= ``--suppress-above``, 0.5,
+   the next ``--suppress`` rows, 100, get 0; causal; NAB rewards the first detection in a window and
+   charges every later one outside it), ``label`` 1
    inside a labelled window. NAB's scorer
    (``../shared/tools/nab/score.sh``; ``--nab-git``) reads this folder as it is.
 4. **Measure** (the JSON, ``--json``; default ``<out>/<detector>.json``): per file the project's
@@ -100,7 +101,8 @@ class Settings:
     min_threshold: float = 0.5  # ... at least this
 
     def scoring(self) -> an.Scoring:
-        return an.Scoring(self.short, self.long, self.min_periods, self.mapping, self.baseline_window).check()
+        return an.Scoring(self.short, self.long, self.min_periods, self.mapping, self.baseline_window, self.suppress,
+                          self.suppress_above).check()
 
 
 def probation(rows: int) -> int:
@@ -108,17 +110,7 @@ def probation(rows: int) -> int:
     return min(int(0.15 * rows), 750)
 
 
-def suppress(scores: np.ndarray, rows: int, above: float = 0.5) -> np.ndarray:
-    """Scores with repeat alarms suppressed: a row scoring >= ``above`` (an alarm) keeps its score, the
-    ``rows`` rows after it get 0, then the next alarm starts again. Causal: row t depends on rows <= t."""
-    out = np.asarray(scores, dtype=float).copy()
-    last = -rows - 1
-    for i in range(len(out)):
-        if i - last <= rows:
-            out[i] = 0.0
-        elif out[i] >= above:
-            last = i
-    return out
+suppress = an.suppress  # repeat alarms suppressed: lstm_ae.anomaly.suppress
 
 
 def data_files(nab: Path) -> List[str]:
@@ -216,8 +208,7 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
         raise RuntimeError(f"{key}: detect returned {len(steps)} rows for {n}, or another order")
     labels = an.labels_from_windows({key: windows}, an._stem(key), raw["timestamp"].to_numpy(),
                                     source=str(LABELS))
-    score = suppress(np.clip(steps["score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0), s.suppress,
-                     s.suppress_above)
+    score = np.clip(steps["alarm_score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)  # repeat alarms suppressed
     category, name = key.split("/", 1)
     target = Path(out) / detector / category / f"{detector}_{name}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -323,9 +314,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 raise ConfigError(f"--{key.replace('_', '-')} {getattr(args, key)}: give a whole number >= 1")
         an.check_fraction("--quantile", args.quantile, 0.0, 1.0)
         an.check_fraction("--min-threshold", args.min_threshold, 0.0, 1.0, upper_open=True)
-        an.check_fraction("--suppress-above", args.suppress_above, 0.0, 1.0, lower_open=True)
-        if args.suppress < 0:
-            raise ConfigError(f"--suppress {args.suppress}: give a whole number of rows >= 0")
         if args.nab_git is not None and not Path(args.nab_git).is_dir():
             raise ConfigError(f"--nab-git {args.nab_git}: not a folder; give the git folder of a NAB clone")
         results = args.out / args.detector

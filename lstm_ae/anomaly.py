@@ -22,6 +22,12 @@ error in the series' units, so a threshold means the same on every series.
 over the ``baseline_window`` rows before t (at least ``min_periods``; several features: the largest
 z); the two-sided tail q_t = 2 P(N(0,1) > z_t), mapped as the score.
 
+**Alarms** (:func:`suppress`, ``suppress`` rows, ``suppress_above``; the ``alarm_score`` column): the score
+with repeat alarms suppressed, as a stream of alarms (NAB's scorer) wants it: a row scoring >=
+``suppress_above`` keeps its score and the ``suppress`` rows after it get 0; then the next row scoring
+>= ``suppress_above`` starts again (0 rows: the score itself). Causal. Thresholds, flags, intervals
+and metrics use the score before it.
+
 **Threshold** (:func:`threshold`): the ``quantile`` of the validation rows' scores (``--false-alarm-rate
 r`` is the quantile 1 - r), raised to at least ``min_threshold``; or a fixed ``--threshold``. A step is
 flagged when its score is above it (>). Validation rows: the run's own (split_by=time: each series'
@@ -72,11 +78,16 @@ class Scoring:
     min_periods: int = 50  # fewest reference means (baseline: rows) before a step is scored
     mapping: str = "log"  # log | linear: the tail probability q as log(q + 1e-10) / log(1e-10), or 1 - q
     baseline_window: int = 500  # rows before t in the rolling z-score
+    suppress: int = 0  # alarm_score: after a row scoring >= suppress_above, the next ``suppress`` rows get 0 (0: none)
+    suppress_above: float = 0.5
 
     def check(self) -> "Scoring":
         for key in ("short", "long", "min_periods", "baseline_window"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)}: give a whole number >= 1")
+        if self.suppress < 0:
+            raise ConfigError(f"--suppress {self.suppress}: give a whole number of rows >= 0")
+        check_fraction("--suppress-above", self.suppress_above, 0.0, 1.0, lower_open=True)
         if self.min_periods > min(self.long, self.baseline_window):
             raise ConfigError(f"--min-periods {self.min_periods} is above --long {self.long} or --baseline-window "
                               f"{self.baseline_window}; give at most the smaller")
@@ -117,6 +128,20 @@ def rolling_zscore(values: np.ndarray, window: int = 500, min_periods: int = 50,
     z = ((v - mu).abs() / sd).to_numpy()
     z = np.where(np.isnan(z).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=1))
     return to_score(2.0 * norm.sf(z), mapping)
+
+
+def suppress(scores: np.ndarray, rows: int, above: float = 0.5) -> np.ndarray:
+    """Scores with repeat alarms suppressed: a row scoring >= ``above`` (an alarm) keeps its score, the
+    ``rows`` rows after it get 0, then the next alarm starts again; NaN (not scored) stays NaN and is no
+    alarm. Causal: row t depends on rows <= t only."""
+    out = np.asarray(scores, dtype=float).copy()
+    last = -rows - 1
+    for i in range(len(out)):
+        if i - last <= rows:
+            out[i] = 0.0 if out[i] == out[i] else out[i]
+        elif out[i] >= above:
+            last = i
+    return out
 
 
 def threshold(scores: np.ndarray, quantile: float = 0.99, min_threshold: float = 0.5) -> float:
@@ -332,6 +357,7 @@ def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Un
         t["score"] = likelihood(t["error"], scoring.short, scoring.long, scoring.min_periods, scoring.mapping)
         t["baseline_score"] = rolling_zscore(part[features].to_numpy(), scoring.baseline_window,
                                              scoring.min_periods, scoring.mapping)
+        t["alarm_score"] = suppress(t["score"], scoring.suppress, scoring.suppress_above)
         t["validation"] = val[name] if val is not None else np.arange(n) < max(1, round(val_share * n))
         if windows is not None:
             t["label"] = labels_from_windows(windows, name, t["time"])
@@ -381,8 +407,8 @@ def figure(det: Detection, path: Path, unit: Optional[str] = None, limit: int = 
     from lstm_ae.plots import STYLE, _save
 
     names = list(dict.fromkeys(det.steps["series"]))[:limit]
-    features = [c for c in det.steps.columns[2:] if c not in ("error", "score", "baseline_score", "validation", "label",
-                                                             "flagged", "baseline_flagged")]
+    features = [c for c in det.steps.columns[2:] if c not in ("error", "score", "baseline_score", "alarm_score",
+                                                             "validation", "label", "flagged", "baseline_flagged")]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2 * len(names), 1, figsize=(11, 4.2 * len(names)), sharex=False,
                                  gridspec_kw={"height_ratios": [2, 1] * len(names)}, squeeze=False)
@@ -459,6 +485,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--mapping", choices=MAPPINGS, default=d.mapping, help="tail probability to score (log)")
     parser.add_argument("--baseline-window", type=int, default=d.baseline_window,
                         help=f"rows in the rolling z-score baseline ({d.baseline_window})")
+    parser.add_argument("--suppress", type=int, default=d.suppress, metavar="ROWS",
+                        help="alarm_score: after a row scoring >= --suppress-above, the next ROWS rows get 0 "
+                             f"(repeat alarms of a stream; {d.suppress}: none)")
+    parser.add_argument("--suppress-above", type=float, default=d.suppress_above,
+                        help=f"the score that starts a suppression ({d.suppress_above})")
     parser.add_argument("--gap", type=int, default=0, help="join flagged runs at most this many steps apart (0)")
     parser.add_argument("--error", choices=("error", "window_error"), default="error",
                         help="the error scored: the step's own (default) or its window's mean")
@@ -472,7 +503,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if args.false_alarm_rate is not None:
             check_fraction("--false-alarm-rate", args.false_alarm_rate, 0.0, 1.0)
             quantile = 1.0 - args.false_alarm_rate
-        scoring = Scoring(args.short, args.long, args.min_periods, args.mapping, args.baseline_window)
+        scoring = Scoring(args.short, args.long, args.min_periods, args.mapping, args.baseline_window, args.suppress,
+                          args.suppress_above)
         det = detect(args.run, args.data, args.labels, scoring, quantile, args.min_threshold, args.threshold,
                      args.val_share, args.gap, args.error)
         paths = write(det, args.out)

@@ -164,6 +164,31 @@ def test_intervals_and_threshold():
         an.threshold(np.full(5, np.nan))
 
 
+def test_suppress_keeps_the_first_alarm_and_zeroes_the_rows_after_it():
+    s = np.array([np.nan, 0.1, 0.6, 0.9, 0.2, 0.7, 0.3, 0.8, 0.95, 0.4, np.nan])
+    np.testing.assert_array_equal(an.suppress(s, 2), [np.nan, 0.1, 0.6, 0, 0, 0.7, 0, 0, 0.95, 0, np.nan])
+    np.testing.assert_array_equal(an.suppress(s, 2, above=0.75), [np.nan, 0.1, 0.6, 0.9, 0, 0, 0.3, 0.8, 0, 0, np.nan])
+    np.testing.assert_array_equal(an.suppress(s, 0), s)
+    for t in range(len(s)):  # causal: row t depends on rows <= t only
+        changed = s.copy()
+        changed[t + 1 :] = 1.0
+        np.testing.assert_array_equal(an.suppress(changed, 2)[: t + 1], an.suppress(s, 2)[: t + 1])
+    for bad, says in ((dict(suppress=-1), "--suppress -1"), (dict(suppress_above=0.0), "--suppress-above 0.0")):
+        with pytest.raises(ConfigError, match=says):
+            an.Scoring(**bad).check()
+
+
+def test_detect_gives_the_alarm_score(run, tmp_path):
+    v, _ = injected("shift")
+    data = write_series(tmp_path / "s.csv", v)
+    plain = an.detect(run, [data], scoring=SCORING).steps
+    np.testing.assert_array_equal(plain["alarm_score"], plain["score"])  # suppress 0: the score itself
+    quiet = an.detect(run, [data], scoring=an.Scoring(**{**SCORING.__dict__, "suppress": 50})).steps
+    np.testing.assert_array_equal(quiet["score"], plain["score"])
+    np.testing.assert_array_equal(quiet["alarm_score"], an.suppress(plain["score"].to_numpy(), 50))
+    assert (quiet["alarm_score"] >= 0.5).sum() < (plain["score"] >= 0.5).sum()
+
+
 def test_labels_from_nab_windows():
     time = ["2014-02-14 14:30:00", "2014-02-14 14:35:00", "2014-02-14 14:40:00", "2014-02-14 14:45:00"]
     windows = {"realKnownCause/machine.csv": [["2014-02-14 14:35:00.000000", "2014-02-14 14:40:00.000000"]],
@@ -180,11 +205,14 @@ def test_the_command_writes_scores_intervals_metrics_and_a_figure(run, tmp_path,
     labels.write_text(json.dumps({"synthetic/spike.csv": [[str(AT - 2), str(AT + 2)]]}))
     out = tmp_path / "out"
     an.main([str(run), str(data), "--out", str(out), "--labels", str(labels), "--long", "200", "--min-periods", "30",
-             "--baseline-window", "200", "--val-share", "0.5"])
+             "--baseline-window", "200", "--val-share", "0.5", "--suppress", "20", "--suppress-above", "0.3"])
     assert "model    auc_roc" in capsys.readouterr().out
     scores = pd.read_csv(out / "scores.csv")
-    assert list(scores.columns) == ["series", "time", "value", "error", "score", "baseline_score", "validation",
-                                    "label", "flagged", "baseline_flagged"]
+    assert list(scores.columns) == ["series", "time", "value", "error", "score", "baseline_score", "alarm_score",
+                                    "validation", "label", "flagged", "baseline_flagged"]
+    np.testing.assert_array_equal(scores["alarm_score"], an.suppress(scores["score"].to_numpy(), 20, 0.3))
+    alarms = np.flatnonzero(scores["alarm_score"] >= 0.3)  # repeat alarms 20 rows apart at least
+    assert len(alarms) and (np.diff(alarms) > 20).all() and (scores["score"] >= 0.3).sum() > len(alarms)
     assert scores["label"].sum() == 5 and scores["validation"].sum() == N // 2
     iv = pd.read_csv(out / "intervals.csv")
     assert list(iv.columns[:6]) == ["series", "start", "end", "steps", "peak_score", "peak_time"]

@@ -99,14 +99,11 @@ def test_causal(folder, tmp_path):
     assert not np.array_equal(scores[0][t + 1 :], scores[1][t + 1 :])
 
 
-def test_suppress():
-    s = np.array([0.1, 0.6, 0.9, 0.2, 0.7, 0.3, 0.8, 0.95, 0.4])
-    np.testing.assert_array_equal(nab.suppress(s, 2), [0.1, 0.6, 0, 0, 0.7, 0, 0, 0.95, 0])
-    np.testing.assert_array_equal(nab.suppress(s, 0), s)
-    for t in range(len(s)):  # causal: row t depends on rows <= t only
-        changed = s.copy()
-        changed[t + 1 :] = 1.0
-        np.testing.assert_array_equal(nab.suppress(changed, 2)[: t + 1], nab.suppress(s, 2)[: t + 1])
+def test_the_results_carry_the_detectors_alarm_score():
+    """bench.nab's suppression is the detector's own (lstm_ae.anomaly.Scoring.suppress), not a copy."""
+    assert nab.suppress is nab.an.suppress
+    sc = SETTINGS.scoring()
+    assert (sc.suppress, sc.suppress_above) == (20, 0.5)
 
 
 @pytest.mark.parametrize("args, says", [
