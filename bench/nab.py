@@ -92,14 +92,15 @@ class Settings:
     # speed_7578, 1,127 rows, a probation of 168) takes seq_len 32 with 0.2 / 0.25, not with 0.2 / 0.2
     test_fraction: float = 0.2
     val_fraction: float = 0.25
-    short: int = 10  # the score (lstm_ae.anomaly.Scoring) ...
-    long: int = 2000
-    min_periods: int = 50
-    mapping: str = "log"
-    baseline_window: int = 500
-    error: str = "window_error"  # error | window_error
-    suppress: int = 100  # NAB's anomaly_score: after a row scoring >= suppress_above, the next rows get 0 (0: none)
-    suppress_above: float = 0.6  # the project's metrics use the score before this
+    # the score: lstm_ae.anomaly's defaults (one place), chosen on the subset with this runner
+    short: int = an.Scoring.short
+    long: int = an.Scoring.long
+    min_periods: int = an.Scoring.min_periods
+    mapping: str = an.Scoring.mapping
+    baseline_window: int = an.Scoring.baseline_window
+    error: str = an.ERROR  # error | window_error
+    suppress: int = an.Scoring.suppress  # NAB's anomaly_score: after a row scoring >= suppress_above, the next rows get 0
+    suppress_above: float = an.Scoring.suppress_above  # the project's metrics use the score before this
     quantile: float = 0.99  # threshold: this quantile of the probation's scores ...
     min_threshold: float = 0.5  # ... at least this
 

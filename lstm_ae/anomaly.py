@@ -69,17 +69,22 @@ FILES = {"scores": "scores.csv", "intervals": "intervals.csv", "metrics": "metri
 MAPPINGS = ("log", "linear")
 
 
+ERROR = "window_error"  # the error scored by default: the mean over the window ending at the step (NAB subset)
+
+
 @dataclass(frozen=True)
 class Scoring:
     """How errors and values become scores (the module docstring)."""
 
     short: int = 10  # steps in the recent mean of the error
-    long: int = 500  # recent means in the reference distribution
+    long: int = 2000  # recent means in the reference distribution
     min_periods: int = 50  # fewest reference means (baseline: rows) before a step is scored
     mapping: str = "log"  # log | linear: the tail probability q as log(q + 1e-10) / log(1e-10), or 1 - q
     baseline_window: int = 500  # rows before t in the rolling z-score
-    suppress: int = 0  # alarm_score: after a row scoring >= suppress_above, the next ``suppress`` rows get 0 (0: none)
-    suppress_above: float = 0.5
+    suppress: int = 100  # alarm_score: after a row scoring >= suppress_above, the next ``suppress`` rows get 0 (0: none)
+    suppress_above: float = 0.6
+    # (long, suppress, suppress_above and detect's error="window_error": chosen on NAB's development subset,
+    # docs/anomaly.md 'NAB runner'; bench.nab takes these defaults)
 
     def check(self) -> "Scoring":
         for key in ("short", "long", "min_periods", "baseline_window"):
@@ -130,7 +135,7 @@ def rolling_zscore(values: np.ndarray, window: int = 500, min_periods: int = 50,
     return to_score(2.0 * norm.sf(z), mapping)
 
 
-def suppress(scores: np.ndarray, rows: int, above: float = 0.5) -> np.ndarray:
+def suppress(scores: np.ndarray, rows: int, above: float = Scoring.suppress_above) -> np.ndarray:
     """Scores with repeat alarms suppressed: a row scoring >= ``above`` (an alarm) keeps its score, the
     ``rows`` rows after it get 0, then the next alarm starts again; NaN (not scored) stays NaN and is no
     alarm. Causal: row t depends on rows <= t only."""
@@ -321,7 +326,7 @@ def own_validation(ds: Any, names: List[str], lengths: List[int]) -> Dict[str, n
 
 def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Union[str, Path, dict]] = None,
            scoring: Scoring = Scoring(), quantile: float = 0.99, min_threshold: float = 0.5,
-           fixed: Optional[float] = None, val_share: float = 0.15, gap: int = 0, error: str = "error") -> Detection:
+           fixed: Optional[float] = None, val_share: float = 0.15, gap: int = 0, error: str = ERROR) -> Detection:
     """Apply ``run`` causally to ``paths`` (none: the run's own data), score, threshold, flag, group,
     and evaluate against ``labels`` (a windows JSON file or dict; none: the data's label column, if any).
     ``fixed``: a threshold in [0, 1) instead of the validation quantile. ``error``: the per-step error
@@ -491,7 +496,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--suppress-above", type=float, default=d.suppress_above,
                         help=f"the score that starts a suppression ({d.suppress_above})")
     parser.add_argument("--gap", type=int, default=0, help="join flagged runs at most this many steps apart (0)")
-    parser.add_argument("--error", choices=("error", "window_error"), default="error",
+    parser.add_argument("--error", choices=("error", "window_error"), default=ERROR,
                         help="the error scored: the step's own (default) or its window's mean")
     parser.add_argument("--overwrite", action="store_true", help="replace output files already in DIR")
     args = parser.parse_args(argv)
