@@ -492,18 +492,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help=f"rows in the rolling z-score baseline ({d.baseline_window})")
     parser.add_argument("--suppress", type=int, default=d.suppress, metavar="ROWS",
                         help="alarm_score: after a row scoring >= --suppress-above, the next ROWS rows get 0 "
-                             f"(repeat alarms of a stream; {d.suppress}: none)")
+                             f"(repeat alarms of a stream; default {d.suppress}; 0: none)")
     parser.add_argument("--suppress-above", type=float, default=d.suppress_above,
                         help=f"the score that starts a suppression ({d.suppress_above})")
     parser.add_argument("--gap", type=int, default=0, help="join flagged runs at most this many steps apart (0)")
     parser.add_argument("--error", choices=("error", "window_error"), default=ERROR,
-                        help="the error scored: the step's own (default) or its window's mean")
+                        help=f"the error scored: the step's own, or its window's mean (default {ERROR})")
     parser.add_argument("--overwrite", action="store_true", help="replace output files already in DIR")
     args = parser.parse_args(argv)
     try:
-        there = [p for p in outputs(args.out).values() if p.exists()]
-        if there and not args.overwrite:
-            raise ConfigError(f"{there[0]} exists; give another --out, or --overwrite")
+        from lstm_ae.apply import refuse_existing  # (imports torch: not at module import)
+
+        refuse_existing(outputs(args.out).values(), args.overwrite)
         quantile = args.threshold_quantile
         if args.false_alarm_rate is not None:
             check_fraction("--false-alarm-rate", args.false_alarm_rate, 0.0, 1.0)

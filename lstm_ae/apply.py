@@ -59,7 +59,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -305,7 +305,12 @@ def check_out(out: Path, fmt: str, overwrite: bool) -> None:
         raise ConfigError(f"--format {fmt}: give one of {', '.join(FORMATS)}")
     if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
         raise ConfigError("--format parquet needs pyarrow (pip install pyarrow); or --format csv")
-    there = [p for p in outputs(out, fmt).values() if p.exists()]
+    refuse_existing(outputs(out, fmt).values(), overwrite)
+
+
+def refuse_existing(paths: Iterable[Path], overwrite: bool) -> None:
+    """Refuse (one line) to write over files already there, unless ``overwrite`` (apply's and anomaly's --out)."""
+    there = [p for p in paths if p.exists()]
     if there and not overwrite:
         raise ConfigError(f"{there[0]} exists; give another --out, or --overwrite")
 
