@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -67,15 +67,17 @@ import numpy as np
 import pandas as pd
 
 from lstm_ae import anomaly as an
-from lstm_ae.errors import ConfigError, DataError, UserError
+from lstm_ae.errors import ConfigError, DataError, RunFolderError, UserError
+from lstm_ae.sweep import TRIAL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORER = ROOT.parent / "shared" / "tools" / "nab" / "score.sh"
 LABELS = Path("labels") / "combined_windows.json"
 COLUMNS = ["timestamp", "value", "anomaly_score", "label"]
+log = logging.getLogger("lstm_ae")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Settings:
     """The one configuration every file gets (command-line options, with these defaults). The defaults
     were chosen on NAB's development subset (../shared/data/nab) only; docs/anomaly.md 'NAB runner'
@@ -107,6 +109,31 @@ class Settings:
     def scoring(self) -> an.Scoring:
         return an.Scoring(self.short, self.long, self.min_periods, self.mapping, self.baseline_window, self.suppress,
                           self.suppress_above).check()
+
+    def check(self, prefix: str = "--") -> "Settings":
+        """Every value in range, or one line naming the option (``prefix`` + its name: ``--seq-len``, or
+        ``detector.`` under Hydra)."""
+        name = (lambda k: f"--{k.replace('_', '-')}") if prefix == "--" else (lambda k: f"{prefix}{k}")
+        for key in ("seq_len", "hidden", "epochs", "batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name(key)} {value}: give a whole number >= 1")
+        for key, choices in CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"{name(key)} {getattr(self, key)}: give one of {', '.join(choices)}")
+        an.check_fraction(name("test_fraction"), self.test_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
+        an.check_fraction(name("val_fraction"), self.val_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
+        an.check_fraction(name("quantile"), self.quantile, 0.0, 1.0)
+        an.check_fraction(name("min_threshold"), self.min_threshold, 0.0, 1.0, upper_open=True)
+        try:
+            self.scoring()
+        except ConfigError as err:  # Scoring names its keys as options
+            raise ConfigError(re.sub(r"--([a-z-]+)", lambda m: name(m[1].replace("-", "_")), str(err))) from None
+        return self
+
+
+CHOICES = {"mapping": an.MAPPINGS, "error": ("error", "window_error"), "scaling": ("train", "window")}
+
 
 
 def probation(rows: int) -> int:
@@ -190,6 +217,7 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
     import torch
 
     torch.set_num_threads(1)
+    os.environ.pop(TRIAL_ENV, None)  # the probation's training is no trial of a search this file may run in
     began = time.perf_counter()
     raw = pd.read_csv(Path(nab) / "data" / key, dtype=str, keep_default_na=False)
     if list(raw.columns[:2]) != ["timestamp", "value"]:
@@ -250,8 +278,10 @@ def nab_score(results: Path, detector: str, nab_git: Path, scorer: Path = SCORER
 
 # ------------------------------------------------------------------------------ the benchmark
 def run_all(nab: Path, out: Path, s: Settings, detector: str = "lstmae", jobs: int = 1,
-            files: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Every file of ``nab`` (or ``files``, ``<category>/<file>.csv``): results files and the report."""
+            files: Optional[Sequence[str]] = None, processes: bool = False) -> Dict[str, Any]:
+    """Every file of ``nab`` (or ``files``, ``<category>/<file>.csv``): results files and the report.
+    ``processes``: each file in a process of its own even with ``jobs=1`` (a Hydra job: the training's own
+    Hydra app cannot run inside it)."""
     windows = check_layout(nab)
     s.scoring()
     keys = list(files) if files else data_files(nab)
@@ -260,7 +290,7 @@ def run_all(nab: Path, out: Path, s: Settings, detector: str = "lstmae", jobs: i
         raise DataError(f"--files: {unknown[0]} is not a file under {nab / 'data'}; give <category>/<file>.csv")
     began, load = time.perf_counter(), os.getloadavg()
     tasks = [(str(nab), k, windows[k], str(out), detector, s) for k in keys]
-    if jobs == 1:
+    if jobs == 1 and not processes:
         per_file = [one_file(*t) for t in tasks]
     else:
         import multiprocessing as mp
@@ -282,6 +312,116 @@ def run_all(nab: Path, out: Path, s: Settings, detector: str = "lstmae", jobs: i
     }
 
 
+# ------------------------------------------------------------------------------ as a Hydra job (searches)
+OBJECTIVES = ("f1", "auc_pr", "auc_roc", "precision", "recall", "nab_standard", "nab_reward_low_FP",
+              "nab_reward_low_FN")
+REPORT = "nab.json"  # in the job's run folder: run_all's report; results/<detector>/...: NAB's layout
+
+
+@dataclass
+class Runner:
+    """``nab.*`` of conf/nab.yaml: where the folder is and how the job runs over it."""
+
+    path: str = "${oc.env:LSTM_AE_DATA,data}/nab"  # a NAB checkout or a folder in its layout
+    jobs: int = 2  # files at once, one process each
+    files: Optional[List[str]] = None  # only these <category>/<file>.csv (null: all)
+    detector: str = "lstmae"  # the results' name: results/<detector>/<category>/<detector>_<file>.csv
+    objective: str = "f1"  # what the job returns (val_<objective>, maximised): one of OBJECTIVES
+    git: Optional[str] = "${oc.env:NAB_GIT,null}"  # a NAB clone's git folder: NAB's own scores too (null: none)
+
+
+@dataclass
+class SearchConfig:
+    """The schema of conf/nab.yaml (ConfigStore ``nab_schema``): ``nab.*`` and ``detector.*`` (:class:`Settings`)."""
+
+    nab: Runner = field(default_factory=Runner)
+    detector: Settings = field(default_factory=Settings)
+
+
+def register() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="nab_schema", node=SearchConfig)
+
+
+def results_of(report: Dict[str, Any], objective: str) -> Dict[str, Any]:
+    """What a search job's ``results.json`` holds: the overall metrics as ``val_<metric>`` (the development
+    subset is the search's validation data; NAB's full corpus its held-out test), the baseline's as
+    ``baseline_val_<metric>``, NAB's scores as ``val_nab_<profile>`` when scored, the seconds."""
+    out: Dict[str, Any] = {"objective": f"val_{objective}", "objective_mode": "max"}
+    for who, prefix in (("model", "val_"), ("baseline", "baseline_val_")):
+        c = report["overall"][who]
+        out.update({f"{prefix}{k}": c[k] for k in ("f1", "auc_pr", "auc_roc", "precision", "recall",
+                                                     "windows_found", "windows", "events")})
+    for profile in ("standard", "reward_low_FP", "reward_low_FN"):
+        if "nab_scorer" in report:
+            out[f"val_nab_{profile}"] = report["nab_scorer"][profile]
+    out.update(files=len(report["files"]), seconds=report["seconds"], train_seconds=report["seconds"],
+               results=report["results"], report=REPORT)
+    if out.get(out["objective"]) is None:
+        raise ConfigError(f"nab.objective={objective}: this job has no {out['objective']}"
+                          + (" (NAB's scores need nab.git, a NAB clone's git folder)" if "nab" in objective else
+                             " (no file with both classes or no event)"))
+    return out
+
+
+def search_job(cfg: Any, run_dir: Path, continue_job: bool = False) -> Dict[str, Any]:
+    """One job of conf/nab.yaml under the run-folder contract (lstm_ae.run_folder): the lock; a folder holding
+    this config's results returns them; one holding another run is refused; then ``.hydra/``, the manifest
+    (task ``nab``), :func:`run_all` into ``run_dir/results``, NAB's scorer (``nab.git``), ``nab.json``,
+    ``results.json`` (:func:`results_of`) and the end state."""
+    from omegaconf import OmegaConf
+
+    from lstm_ae import experiment as ex
+    from lstm_ae import run_folder as rf
+
+    s = Settings(**OmegaConf.to_container(cfg.detector, resolve=True)).check("detector.")
+    r = cfg.nab
+    if r.objective not in OBJECTIVES:
+        raise ConfigError(f"nab.objective={r.objective}: give one of {', '.join(OBJECTIVES)}")
+    if r.jobs < 1:
+        raise ConfigError(f"nab.jobs={r.jobs}: give a whole number >= 1")
+    if not re.fullmatch(r"[A-Za-z0-9]+", r.detector) or re.search("standard|reward", r.detector):
+        raise ConfigError(f"nab.detector={r.detector}: give letters and digits only, without 'standard' or 'reward'")
+    if r.git is not None and not Path(r.git).is_dir():
+        raise ConfigError(f"nab.git={r.git}: not a folder; give the git folder of a NAB clone (or null)")
+    fingerprint = rf.fingerprint(cfg)
+    with rf.Lock(run_dir):
+        done = rf.read_json(run_dir / rf.RESULTS)
+        saved = rf.saved_fingerprint(run_dir)[0]
+        if saved is not None and saved != fingerprint:
+            raise RunFolderError(f"{run_dir} holds another run (config_sha1 {saved}); this job's config is "
+                                    f"{fingerprint}; choose another hydra.run.dir (or hydra.sweep.dir)")
+        if done is not None:
+            log.info("%s holds this config's results (finished before): not run again", run_dir / rf.RESULTS)
+            return done
+        check_layout(Path(r.path))
+        ex.save_hydra(run_dir, cfg)
+        rf.start(run_dir, **{**ex.identity(cfg, fingerprint), "task": "nab"}, resumes=None,
+                 objective=f"val_{r.objective}", objective_mode="max")
+        try:
+            out = run_dir / "results"
+            if (out / r.detector).exists():  # an interrupted job's partial results
+                shutil.rmtree(out / r.detector)
+            report = run_all(Path(r.path), out, s, r.detector, r.jobs, list(r.files) if r.files else None,
+                             processes=True)
+            if r.git is not None:
+                report["nab_scorer"] = nab_score(out / r.detector, r.detector, Path(r.git))
+            rf.write_json(run_dir / REPORT, report)
+            results = {**results_of(report, r.objective), "config_sha1": fingerprint}
+            rf.write_json(run_dir / rf.RESULTS, results)
+        except BaseException as err:
+            status, reason, _ = ex.ended(err, run_dir)
+            with contextlib.suppress(OSError):
+                rf.end(run_dir, status, reason)
+            raise
+        rf.end(run_dir, "finished")
+    log.info("%s: %s %.4f (baseline %s); NAB standard %s; %s files in %s s", run_dir, results["objective"],
+             results[results["objective"]], results.get(f"baseline_{results['objective']}"),
+             results.get("val_nab_standard"), results["files"], results["seconds"])
+    return results
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     d = Settings()
     p = argparse.ArgumentParser(prog="python -m bench.nab", description=(__doc__ or "").split("\n")[0],
@@ -301,8 +441,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         "folder (default: $NAB_GIT; none: not scored)")
     for key, value in asdict(d).items():
         kind = type(value)
-        extra = {"choices": an.MAPPINGS} if key == "mapping" else {"choices": ("error", "window_error")} \
-            if key == "error" else {"choices": ("train", "window")} if key == "scaling" else {}
+        extra = {"choices": CHOICES[key]} if key in CHOICES else {}
         p.add_argument(f"--{key.replace('_', '-')}", type=kind, default=value, help=f"({value})", **extra)
     args = p.parse_args(argv)
     try:
@@ -311,20 +450,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                               "'reward' (NAB splits result names on '_')")
         if args.jobs < 1:
             raise ConfigError(f"--jobs {args.jobs}: give a whole number >= 1")
-        an.check_fraction("--test-fraction", args.test_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
-        an.check_fraction("--val-fraction", args.val_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
-        for key in ("seq_len", "hidden", "epochs", "batch_size"):
-            if getattr(args, key) < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} {getattr(args, key)}: give a whole number >= 1")
-        an.check_fraction("--quantile", args.quantile, 0.0, 1.0)
-        an.check_fraction("--min-threshold", args.min_threshold, 0.0, 1.0, upper_open=True)
         if args.nab_git is not None and not Path(args.nab_git).is_dir():
             raise ConfigError(f"--nab-git {args.nab_git}: not a folder; give the git folder of a NAB clone")
         results = args.out / args.detector
         if results.exists() and not args.overwrite:
             raise ConfigError(f"{results} exists; give another --out or --detector, or --overwrite")
-        s = Settings(**{k: getattr(args, k) for k in asdict(d)})
-        s.scoring()
+        s = Settings(**{k: getattr(args, k) for k in asdict(d)}).check()
         check_layout(args.nab)
         if results.exists():
             shutil.rmtree(results)

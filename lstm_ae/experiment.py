@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lstm_ae import plots
 from lstm_ae import run_folder as rf
@@ -372,7 +372,8 @@ def identity(cfg: DictConfig, fingerprint: str) -> Dict[str, Any]:
     return dict(config=hydra.job.config_name if hydra else None, script=hydra.job.name if hydra else None,
                 task=choices.get("task"), choices={k: v for k, v in choices.items() if not k.startswith(("schema/", "hydra"))},
                 job=multirun_job(), overrides=rf.defining_overrides(hydra.overrides.task if hydra else []),
-                config_sha1=fingerprint, epochs_planned=cfg.trainer.epochs, folds=cfg.task.get("folds"))
+                config_sha1=fingerprint, epochs_planned=OmegaConf.select(cfg, "trainer.epochs"),
+                folds=OmegaConf.select(cfg, "task.folds"))
 
 
 def ended(err: BaseException, folder: Path) -> Tuple[str, str, int]:
@@ -536,8 +537,11 @@ def _watch_parent() -> Optional[threading.Event]:
     return done
 
 
-def run(cfg: DictConfig) -> Any:
+def run(cfg: DictConfig, body: Optional[Callable[[DictConfig, Path, bool], Dict[str, Any]]] = None) -> Any:
     """Entry point body for ``@hydra.main`` functions; returns the objective for sweepers.
+
+    ``body(cfg, run_dir, continue_job)`` does the work and returns what its ``results.json`` holds
+    (default :func:`train_and_test`; ``bench.nab.search_job``: a NAB-layout folder scored as one job).
 
     A user's mistake (:class:`UserError`, a full disk) is reported in one line. A single run then
     exits with status 2; a job of a multirun returns NaN instead -- as it does for any other
@@ -551,7 +555,7 @@ def run(cfg: DictConfig) -> Any:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         with stop_signals():
-            results = train_and_test(cfg, run_dir, continue_job=multirun)
+            results = (body or train_and_test)(cfg, run_dir, multirun)
     except Pruned as err:
         log.info("%s", err)
         return PrunedAt(err.epoch)
