@@ -129,3 +129,74 @@ def test_bad_folder(folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         nab.main(["--nab", str(tmp_path), "--out", str(tmp_path / "r")])
     assert "no data/<category>/<file>.csv" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the Hydra job (python -m bench.nab_search)
+TINY_CFG = [f"detector.{k}={v}" for k, v in dict(seq_len=8, hidden=4, epochs=2, batch_size=16, short=3, long=50,
+                                                   min_periods=10, baseline_window=50, suppress=20).items()]
+
+
+def search(*args):
+    return nab.run_entry(nab.ROOT / "bench" / "nab_search.py", list(args))
+
+
+def test_search_job_is_a_run_folder(folder, tmp_path):
+    """One job: the run-folder contract (manifest, .hydra/, results.json with val_<metric>), NAB's layout in
+    it, listed by the runs table; the same command again returns its results without running again; another
+    config in the folder is refused in one line."""
+    from lstm_ae import runs
+
+    run = tmp_path / "job"
+    proc = search(f"nab.path={folder}", *TINY_CFG, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    man = json.loads((run / "run.json").read_text())
+    assert man["end"]["status"] == "finished" and man["task"] == "nab" and man["config"] == "nab"
+    assert man["objective"] == "val_f1" and man["objective_mode"] == "max" and "detector.hidden=4" in man["overrides"]
+    res = json.loads((run / "results.json").read_text())
+    report = json.loads((run / "nab.json").read_text())
+    assert res["objective"] == "val_f1" and res["val_f1"] == report["overall"]["model"]["f1"]
+    assert res["val_auc_pr"] == report["overall"]["model"]["auc_pr"] and res["files"] == 2
+    assert res["baseline_val_f1"] == report["overall"]["baseline"]["f1"]
+    assert report["settings"]["hidden"] == 4 and report["settings"]["seq_len"] == 8
+    assert sorted(p.relative_to(run / "results").as_posix() for p in (run / "results").rglob("*.csv")) == [
+        "lstmae/artificialNone/lstmae_clean.csv", "lstmae/realThing/lstmae_spiky.csv"]
+    assert (run / ".hydra" / "config.yaml").is_file()
+    [row] = runs.collect([run]).rows
+    assert row["status"] == "finished" and row["task"] == "nab" and row["best_val"] == res["val_f1"]
+
+    stamp = (run / "results.json").stat().st_mtime_ns
+    again = search(f"nab.path={folder}", *TINY_CFG, f"hydra.run.dir={run}")
+    assert again.returncode == 0 and (run / "results.json").stat().st_mtime_ns == stamp  # not run again
+
+    other = search(f"nab.path={folder}", *TINY_CFG, "detector.hidden=5", f"hydra.run.dir={run}")
+    said = other.stdout + other.stderr
+    assert other.returncode == 2 and "holds another run" in said and "Traceback" not in said
+    assert json.loads((run / "results.json").read_text()) == res
+
+
+@pytest.mark.parametrize("override, says", [
+    ("detector.error=squared", "detector.error squared: give one of error, window_error"),
+    ("detector.quantile=2.0", "detector.quantile"),
+    ("nab.objective=accuracy", "nab.objective=accuracy: give one of f1"),
+    ("detector.long=5", "detector.min_periods 50 is above detector.long 5"),
+])
+def test_search_job_refuses_bad_values(folder, tmp_path, override, says):
+    proc = search(f"nab.path={folder}", override, f"hydra.run.dir={tmp_path / 'job'}")
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and says in said and len(said.strip().splitlines()) == 1, said
+    assert not (tmp_path / "job" / "results.json").exists()
+
+
+def test_the_search_composes_over_real_keys():
+    """hparams_search=nab_optuna: an Optuna study that maximises val_f1 over keys the job's schema has."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    nab.register()
+    with initialize_config_dir(str(nab.ROOT / "conf"), version_base="1.3"):
+        cfg = compose("nab", overrides=["hparams_search=nab_optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "maximize" and sweeper.storage.endswith("multirun/nab/nab_optuna.db")
+    params = OmegaConf.to_container(sweeper.params)
+    assert params and all(k.startswith("detector.") and k[9:] in cfg.detector for k in params)
+    assert cfg.nab.objective == "f1" and cfg.detector.hidden == nab.Settings.hidden
