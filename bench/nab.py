@@ -71,7 +71,7 @@ from lstm_ae.errors import ConfigError, DataError, RunFolderError, UserError
 from lstm_ae.sweep import TRIAL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-SCORER = ROOT.parent / "shared" / "tools" / "nab" / "score.sh"
+SCORER = Path(os.environ.get("NAB_SCORER", ROOT.parent / "shared" / "tools" / "nab" / "score.sh"))  # NAB_SCORER: elsewhere
 LABELS = Path("labels") / "combined_windows.json"
 COLUMNS = ["timestamp", "value", "anomaly_score", "label"]
 log = logging.getLogger("lstm_ae")
