@@ -8,6 +8,7 @@
 import hydra
 from omegaconf import DictConfig
 
+import lstm_ae.cli
 import lstm_ae.experiment
 
 
@@ -18,4 +19,5 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     with lstm_ae.experiment.one_line_stop():
+        lstm_ae.cli.check("mnist")  # a mistyped key or option: one line, before any run folder
         main()

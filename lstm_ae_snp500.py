@@ -7,6 +7,7 @@ Every run first draws daily_<price>.png of dataset.plot_symbols (AMZN and GOOGL)
 import hydra
 from omegaconf import DictConfig
 
+import lstm_ae.cli
 import lstm_ae.experiment
 
 
@@ -17,4 +18,5 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     with lstm_ae.experiment.one_line_stop():
+        lstm_ae.cli.check("snp500")  # a mistyped key or option: one line, before any run folder
         main()

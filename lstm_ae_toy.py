@@ -6,6 +6,7 @@
 import hydra
 from omegaconf import DictConfig
 
+import lstm_ae.cli
 import lstm_ae.experiment
 
 
@@ -16,4 +17,5 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     with lstm_ae.experiment.one_line_stop():
+        lstm_ae.cli.check("toy")  # a mistyped key or option: one line, before any run folder
         main()

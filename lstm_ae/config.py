@@ -529,3 +529,5 @@ if not OmegaConf.has_resolver("pid"):
     # study) get their own folders. Cached like Hydra's ${now:}, so every job of a sweep sees the
     # launching process's id.
     OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+if not OmegaConf.has_resolver("lstm_ae_groups"):  # --help's config groups (conf/hydra/default.yaml; lstm_ae/cli.py)
+    OmegaConf.register_new_resolver("lstm_ae_groups", lambda: importlib.import_module("lstm_ae.cli").groups_help())
