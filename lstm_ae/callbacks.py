@@ -17,7 +17,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_ae.config import LAUNCHER_EXTRAS, launcher_installed
-from lstm_ae.errors import raise_interrupted
+from lstm_ae.errors import UserError, raise_interrupted
+from lstm_ae.loggers import MLFLOW_TARGET, check_tracking, end_sweep, start_sweep
 
 
 def check_writable(folder: str, key: str) -> None:
@@ -133,3 +134,36 @@ class CheckLauncher(Callback):
         address = OmegaConf.select(config, "hydra.launcher.ray.init.address")
         if target == LAUNCHER_EXTRAS["ray"][0] and address is not None:
             check_ray_address(str(address))
+
+
+class MlflowSweep(Callback):
+    """``logger=mlflow``: before a run, its tracking server checked (one line if it does not answer); before
+    a multirun's first job, the sweep's parent run (lstm_ae.loggers.start_sweep), which every job finds and
+    runs under; after it, the parent finished with ``summary.csv``. Imports MLflow only with that logger."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "logger._target_") == MLFLOW_TARGET:
+
+            with _one_line():
+                check_tracking(OmegaConf.select(config, "logger.tracking_uri"))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.parent = None
+        if OmegaConf.select(config, "logger._target_") == MLFLOW_TARGET:
+
+            with _one_line():
+                self.parent = start_sweep(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if getattr(self, "parent", None) is not None:
+            end_sweep(*self.parent, Path(config.hydra.sweep.dir))
+
+
+@contextlib.contextmanager
+def _one_line() -> Any:
+    """A user's mistake (lstm_ae.errors.UserError) as one line and exit status 2."""
+    try:
+        yield
+    except UserError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)

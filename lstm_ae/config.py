@@ -337,6 +337,13 @@ class TensorBoardLoggerConfig:
     flush_secs: int = 10  # how often the event file is written out
 
 
+@dataclass
+class MlflowLoggerConfig:
+    _target_: str = "lstm_ae.loggers.MlflowLogger"  # + an MLflow run per run, a parent per sweep (extra .[mlflow])
+    tracking_uri: Optional[str] = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db (no server)
+    experiment: Optional[str] = None  # null: the config's name (toy, mnist, snp500, series)
+
+
 SCHEMAS = {
     "model": {"lstm_ae": ModelConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "muon": MuonConfig, "sgd": SGDConfig,
@@ -356,7 +363,7 @@ SCHEMAS = {
         "predict": PredictTaskConfig,
     },
     "trainer": {"default": TrainerConfig},
-    "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorBoardLoggerConfig},
+    "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorBoardLoggerConfig, "mlflow": MlflowLoggerConfig},
 }
 
 

@@ -34,7 +34,7 @@ from lstm_ae.config import validate
 from lstm_ae.data import Splits, group_folds
 from lstm_ae.errors import (CheckpointError, ConfigError, Interrupted, RunFolderError, TrainingDiverged, UserError,
                             raise_interrupted)
-from lstm_ae.loggers import build_logger
+from lstm_ae.loggers import build_logger, end_run
 from lstm_ae.model import count_parameters
 from lstm_ae.run_folder import FolderBusy
 from lstm_ae.sweep import TRIAL_ENV, Pruned, PrunedAt
@@ -345,9 +345,11 @@ def train_and_test(cfg: DictConfig, run_dir: Path, continue_job: bool = False) -
             for f in folders:
                 with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted"
                     rf.end(f, status, reason, epoch=epoch)
+            end_run(folder, status, reason)  # logger=mlflow: the MLflow run's end
             raise
         for f in folders:
             rf.end(f, "finished", epoch=results["epochs_run"])
+        end_run(folder, "finished")
         return results
 
 
