@@ -89,6 +89,7 @@ class Settings:
     batch_size: int = 32  # trainer.batch_size
     scaling: str = "train"  # dataset.scaling: train (the probation's min-max) | window
     seed: int = 0  # trainer.seed and dataset.seed
+    models: int = 1  # an ensemble: this many runs, seeds seed .. seed + models - 1, their causal errors averaged
     # the probation cut in time: its last test_fraction for the run's test, the last val_fraction of the rest
     # for its validation (best epoch); each part needs seq_len + 1 rows: NAB's shortest file (realTraffic/
     # speed_7578, 1,127 rows, a probation of 168) takes seq_len 32 with 0.2 / 0.25, not with 0.2 / 0.2
@@ -114,7 +115,7 @@ class Settings:
         """Every value in range, or one line naming the option (``prefix`` + its name: ``--seq-len``, or
         ``detector.`` under Hydra)."""
         name = (lambda k: f"--{k.replace('_', '-')}") if prefix == "--" else (lambda k: f"{prefix}{k}")
-        for key in ("seq_len", "hidden", "epochs", "batch_size"):
+        for key in ("seq_len", "hidden", "epochs", "batch_size", "models"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name(key)} {value}: give a whole number >= 1")
@@ -192,16 +193,18 @@ def run_entry(script: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
-def train(rows: pd.DataFrame, folder: Path, s: Settings, name: str = "the file") -> Path:
-    """A reconstruct run on ``rows`` (step, value) in ``folder / 'run'``."""
+def train(rows: pd.DataFrame, folder: Path, s: Settings, name: str = "the file", seed: Optional[int] = None) -> Path:
+    """A reconstruct run on ``rows`` (step, value) in ``folder / 'run'`` (``seed``: ``s.seed`` unless given,
+    then in ``folder / 'run<seed>'``)."""
     data = folder / "probation.csv"
     rows.to_csv(data, index=False)
-    run = folder / "run"
+    run = folder / ("run" if seed is None else f"run{seed}")
+    seed = s.seed if seed is None else seed
     proc = run_entry(ROOT / "lstm_ae_series.py", [
         f"dataset.path={data}", f"dataset.seq_len={s.seq_len}", "dataset.stride=1", f"dataset.scaling={s.scaling}",
         "dataset.split_by=time", f"dataset.test_fraction={s.test_fraction}",
-        f"dataset.val_fraction={s.val_fraction}", f"dataset.seed={s.seed}", "dataset.plot_series=[]", f"model.hidden_size={s.hidden}",
-        f"trainer.epochs={s.epochs}", f"trainer.batch_size={s.batch_size}", f"trainer.seed={s.seed}",
+        f"dataset.val_fraction={s.val_fraction}", f"dataset.seed={seed}", "dataset.plot_series=[]", f"model.hidden_size={s.hidden}",
+        f"trainer.epochs={s.epochs}", f"trainer.batch_size={s.batch_size}", f"trainer.seed={seed}",
         "trainer.num_threads=1", "trainer.device=cpu", "trainer.progress=false", "task.figures=false",
         f"hydra.run.dir={run}"])
     if proc.returncode != 0:
@@ -230,10 +233,11 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
     stream = pd.DataFrame({"step": np.arange(n), "value": values})  # row order = NAB's order
     with tempfile.TemporaryDirectory(prefix="nab_") as tmp:
         folder = Path(tmp)
-        run = train(stream.iloc[:prob], folder, s, key)
+        runs = ([train(stream.iloc[:prob], folder, s, key)] if s.models == 1 else
+                [train(stream.iloc[:prob], folder, s, key, s.seed + i) for i in range(s.models)])
         trained = time.perf_counter()
         stream.to_csv(folder / "stream.csv", index=False)
-        det = an.detect(run, [folder / "stream.csv"], None, s.scoring(), s.quantile, s.min_threshold,
+        det = an.detect(runs, [folder / "stream.csv"], None, s.scoring(), s.quantile, s.min_threshold,
                         val_share=prob / n, error=s.error)
     steps = det.steps
     if len(steps) != n or not (steps["time"].astype(float).to_numpy() == np.arange(n)).all():

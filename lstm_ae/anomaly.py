@@ -329,6 +329,8 @@ def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Un
            fixed: Optional[float] = None, val_share: float = 0.15, gap: int = 0, error: str = ERROR) -> Detection:
     """Apply ``run`` causally to ``paths`` (none: the run's own data), score, threshold, flag, group,
     and evaluate against ``labels`` (a windows JSON file or dict; none: the data's label column, if any).
+    ``run``: a run folder or :func:`lstm_ae.trained.load_run`'s result, or a list of them trained on the same
+    data (an ensemble, e.g. over seeds): each applied causally, their per-step errors averaged.
     ``fixed``: a threshold in [0, 1) instead of the validation quantile. ``error``: the per-step error
     scored (``error``: the step's own; ``window_error``: the mean over the window ending at it)."""
     from lstm_ae.apply import apply
@@ -343,9 +345,19 @@ def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Un
     if gap < 0:
         raise ConfigError(f"--gap {gap}: give a whole number >= 0")
     windows = read_windows(labels) if isinstance(labels, (str, Path)) else labels
-    run = run if not isinstance(run, (str, Path)) else load_run(Path(run))
+    members = [r if not isinstance(r, (str, Path)) else load_run(Path(r))
+               for r in (run if isinstance(run, (list, tuple)) else [run])]
+    run = members[0]
     applied = apply(run, paths, causal=True)
     steps, features = applied.steps, applied.summary["features"]
+    for other in members[1:]:  # an ensemble: the mean of the members' errors, step by step
+        more = apply(other, paths, causal=True).steps
+        if len(more) != len(steps) or not (more["time"].to_numpy() == steps["time"].to_numpy()).all():
+            raise DataError("the ensemble's runs read these series differently; give runs trained on the same data")
+        for col in ("error", "window_error"):
+            steps[col] = steps[col] + more[col]
+    for col in ("error", "window_error"):
+        steps[col] = steps[col] / len(members)
     ds = run.cfg.dataset
     label_name = ds.get("label_column") or "label"
     names = list(dict.fromkeys(steps["series"]))
@@ -384,7 +396,8 @@ def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Un
         found.append(iv.assign(series=name)[["series", *iv.columns]])
     ivs = pd.concat(found, ignore_index=True)
     metrics: Dict[str, Any] = {
-        "run": applied.summary["run"], "files": applied.summary["files"], "series": len(names), "rows": len(table),
+        "run": applied.summary["run"] if len(members) == 1 else [str(m.folder.resolve()) for m in members],
+        "files": applied.summary["files"], "series": len(names), "rows": len(table),
         "unit": ds.get("unit"),
         "settings": {**asdict(scoring), "error": error, "threshold_quantile": quantile, "min_threshold": min_threshold,
                      "threshold": fixed, "gap": gap,
