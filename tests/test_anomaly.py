@@ -243,3 +243,25 @@ def test_bad_input_is_one_line(run, tmp_path, capsys, args, says):
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and says in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_ensemble_averages_its_members_errors(run, tmp_path):
+    """detect([a, b]): each run applied causally, the per-step errors averaged before scoring."""
+    import torch
+
+    from lstm_ae.trained import load_run
+
+    v, _ = injected("spike")
+    data = write_series(tmp_path / "s.csv", v)
+    a, b = load_run(run), load_run(run)
+    with torch.no_grad():
+        for p in b.model.parameters():
+            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(0)) if p.dim() > 1 else 0.0)
+    one, two = an.detect(a, [data], scoring=SCORING).steps, an.detect(b, [data], scoring=SCORING).steps
+    both = an.detect([a, b], [data], scoring=SCORING)
+    assert not np.allclose(one["error"], two["error"], equal_nan=True)
+    for col in ("error",):
+        np.testing.assert_allclose(both.steps[col], (one[col] + two[col]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(both.steps["score"], an.likelihood(both.steps["error"], SCORING.short, SCORING.long,
+                                                                  SCORING.min_periods, SCORING.mapping), rtol=1e-9)
+    assert both.metrics["run"] == [str(a.folder.resolve())] * 2
