@@ -10,7 +10,8 @@ with one configuration for every file (the options below, same for all; seeded; 
 1. **Learn** from the probationary period only: the first min(floor(0.15 * rows), 750) rows, written
    to a temporary CSV and trained with the project's own entry path (``lstm_ae_series.py``, run in
    the worker's process, reconstruct task, ``dataset.split_by=time``: the probation's own
-   train / validation / test cut; ``dataset.scaling=train`` by default: the probation's min-max).
+   train / validation / test cut; ``dataset.scaling=train`` by default: the probation's min-max); ``--models N``:
+   N such runs, seeds ``--seed`` .. ``--seed`` + N - 1, scored as one (their causal errors averaged).
 2. **Score** every row from the rows up to it: :func:`lstm_ae.anomaly.detect` on the whole file
    (causal apply: each step's error from the window of ``--seq-len`` steps ending at it, by default
    that window's mean error, ``--error window_error``; the score:
