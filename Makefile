@@ -22,8 +22,8 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@# extras the tests use: optuna-dashboard, TensorBoard, ONNX (tests/test_{dashboard,loggers,export}.py)
-	$(PY) -m pip install --quiet -e '.[dev,dashboard,tensorboard,export]'
+	@# extras the tests use: optuna-dashboard, TensorBoard, ONNX, MLflow (tests/test_{dashboard,loggers,export,mlflow}.py)
+	$(PY) -m pip install --quiet -e '.[dev,dashboard,tensorboard,export,mlflow]'
 	@# hydra-optuna-sweeper (optuna<3) was a dependency before the project's own sweeper; left in an
 	@# old .venv it would register the same hydra/sweeper=optuna option
 	$(PY) -m pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true

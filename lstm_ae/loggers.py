@@ -153,6 +153,11 @@ def mlflow_client(uri: str) -> Any:
         from mlflow import MlflowClient
     except ImportError:
         raise UserError("logger=mlflow needs MLflow: pip install -e '.[mlflow]' (or use logger=csv)") from None
+    # MLflow prints "View run ... at <URI>" as a run ends, a password in the URI included: our log says where
+    # the run is (masked) as it starts
+    if urllib.parse.urlsplit(uri).password:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return MlflowClient(tracking_uri=uri)
 
 
