@@ -20,5 +20,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    import lstm_ae.cli
+
+    lstm_ae.cli.check("nab")  # a mistyped key or option: one line, before any run folder
     with lstm_ae.experiment.one_line_stop():
         main()

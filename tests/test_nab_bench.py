@@ -179,6 +179,7 @@ def test_search_job_is_a_run_folder(folder, tmp_path):
     ("detector.quantile=2.0", "detector.quantile"),
     ("nab.objective=accuracy", "nab.objective=accuracy: give one of f1"),
     ("detector.long=5", "detector.min_periods 50 is above detector.long 5"),
+    ("detector.hiden=3", "detector.hiden: no such key; did you mean detector.hidden?"),
 ])
 def test_search_job_refuses_bad_values(folder, tmp_path, override, says):
     proc = search(f"nab.path={folder}", override, f"hydra.run.dir={tmp_path / 'job'}")
