@@ -208,8 +208,9 @@ def experiment_id(client: Any, name: str, uri: str) -> str:
         if uri.startswith("sqlite:///"):
             db = Path(urllib.parse.urlsplit(uri).path[1:] or ".")
             location = (db.parent.resolve() / "mlartifacts").as_uri()
-        try:
-            return client.create_experiment(name, artifact_location=location)
+        try:  # the kind tells MLflow's UI (3.x) to open it on its runs and their charts
+            return client.create_experiment(name, artifact_location=location,
+                                            tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException:  # another process made it meanwhile
             exp = client.get_experiment_by_name(name)
             if exp is None:
