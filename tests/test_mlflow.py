@@ -3,11 +3,14 @@ temporary SQLite backend, a 2-job sweep on joblib's worker processes against it,
 (parent and children, params, per-epoch metrics, artifacts); passwords kept out of run folders and logs; one
 line for a server that does not answer; a resumed run continues its MLflow run with no step twice; Optuna
 workers on one study under one parent; MLflow imported only with this logger."""
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -22,8 +25,8 @@ from lstm_ae.loggers import RUN_FILE, shown
 from tests.conftest import ROOT, TINY_TOY, compose_cfg, free_port, get_json, run_in_process, run_script
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
-pytestmark = [pytest.mark.skipif(not MLFLOW.exists(), reason="MLflow is not installed (pip install -e '.[mlflow]')"),
-              pytest.mark.xdist_group("mlflow")]
+pytestmark = pytest.mark.skipif(not MLFLOW.exists(), reason="MLflow is not installed (pip install -e '.[mlflow]')")
+on_the_server = pytest.mark.xdist_group("mlflow_server")  # the tests that share the module's server and sweep
 TINY = [*TINY_TOY, "dataset.num_sequences=60", "trainer.epochs=2", "logger=mlflow"]
 
 
@@ -93,6 +96,7 @@ def tags(run: dict) -> dict:
     return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
+@on_the_server
 def test_a_sweep_is_a_parent_run_with_a_child_per_job(server, sweep):
     runs = runs_of(server, "toy")  # the experiment is named after the config
     parents = [r for r in runs if "mlflow.parentRunId" not in tags(r)]
@@ -119,6 +123,7 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(server, sweep):
         assert json.loads((folder / RUN_FILE).read_text())["run_id"] == run["info"]["run_id"]
 
 
+@on_the_server
 def test_each_job_has_its_config_metrics_and_artifacts(server, sweep):
     children = {tags(r)["job"]: r for r in runs_of(server, "toy") if "mlflow.parentRunId" in tags(r)}
     for job, lr in (("0", "0.01"), ("1", "0.02")):
@@ -147,6 +152,7 @@ def test_each_job_has_its_config_metrics_and_artifacts(server, sweep):
         assert json.loads(served) == results
 
 
+@on_the_server
 def test_no_password_reaches_a_run_folder_or_a_log(server, tmp_path, monkeypatch):
     """Credentials come only from MLflow's own variables; a password in $MLFLOW_TRACKING_URI is masked."""
     secret = "s3cret-pw"
@@ -252,6 +258,35 @@ def test_optuna_workers_on_one_study_share_one_parent(tmp_path):
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert [r.data.tags["run_dir"] for r in children] == [str(tmp_path / "a" / "0"), str(tmp_path / "b" / "1")]
     assert children[0].info.run_name.startswith("trial 0: ") and "optimizer.lr=" in children[0].info.run_name
+
+
+@pytest.mark.scale  # make test-scale: with the extras of these launchers
+@pytest.mark.xdist_group("ray")  # not beside another Ray
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_each_job_of_another_launcher_runs_under_the_sweeps_parent(tmp_path, monkeypatch, launcher):
+    plugin = {"submitit_local": "hydra_submitit_launcher", "ray": "hydra_ray_launcher"}[launcher]
+    if importlib.util.find_spec(f"hydra_plugins.{plugin}") is None:
+        pytest.skip(f"the {launcher} launcher is not installed")
+    ray_tmp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must stay under 107 bytes
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    extra = (["hydra.launcher.timeout_min=10"] if launcher == "submitit_local" else
+             ["+hydra.launcher.ray.init.num_cpus=2", f"+hydra.launcher.ray.init._temp_dir={ray_tmp}"])
+    uri = local(tmp_path)
+    proc = run_script("lstm_ae_toy.py", "-m", f"hydra/launcher={launcher}", *extra, *TINY, "trainer.epochs=1",
+                      "task.figures=false", "model.hidden_size=4,8", f"logger.tracking_uri={uri}",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("toy").experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = sorted((r for r in runs if r is not parent), key=lambda r: r.data.tags["job"])
+    assert [(r.data.tags["job"], r.data.tags["mlflow.parentRunId"], r.info.status) for r in children] == [
+        ("0", parent.info.run_id, "FINISHED"), ("1", parent.info.run_id, "FINISHED")]
+    assert [r.data.params["model.hidden_size"] for r in children] == ["4", "8"]
+    assert all([s for s, _ in history(uri, r.info.run_id, "train_loss")] == [1] for r in children)
 
 
 def test_mlflow_is_imported_only_with_its_logger():
