@@ -2,7 +2,7 @@
 that ended so far, written atomically: a killed sweep keeps the rows of its finished jobs) and
 after the multirun (every job folder).
 
-A sweep over ``trainer.seed`` as well (``-m ... trainer.seed=0,1,2``) repeats each configuration
+A sweep over ``trainer.seed`` (or another ``<group>.seed`` key) as well (``-m ... trainer.seed=0,1,2``) repeats each configuration
 over those seeds: every row then also holds its configuration's ``<objective>_mean``,
 ``<objective>_std`` and ``seeds``, and rows are sorted by that mean.
 """
@@ -80,14 +80,13 @@ def collect(sweep_dir: Path, ended_only: bool = False) -> pd.DataFrame:
     if objective in df:
         ascending = "objective_mode" not in df or df["objective_mode"].dropna().iloc[0] != "max"
         sort_by = objective
-        if SEED in df and df[SEED].nunique() > 1:  # the same configuration over several seeds
-            df = _seed_statistics(df, objective, [k for k in keys if k != SEED])
+        seed = next((k for k in keys if k.rsplit(".", 1)[-1] == "seed" and df[k].nunique() > 1), None)
+        if seed is not None:  # the same configuration over several seeds (trainer.seed; bench.nab_search: detector.seed)
+            df = _seed_statistics(df, objective, [k for k in keys if k != seed])
             sort_by = f"{objective}_mean"
         df = df.sort_values([sort_by, objective], ascending=ascending, na_position="last", kind="stable")
     return df.reset_index(drop=True)
 
-
-SEED = "trainer.seed"
 
 
 def _seed_statistics(df: pd.DataFrame, objective: str, config: List[str]) -> pd.DataFrame:
@@ -145,7 +144,7 @@ class SweepSummary(Callback):
             return
         best = done.iloc[0]
         objective = best["objective"]
-        swept = {k: best[k] for k in df.columns if "." in k and k != SEED and df[k].nunique(dropna=False) > 1}
+        swept = {k: best[k] for k in df.columns if "." in k and not k.endswith(".seed") and df[k].nunique(dropna=False) > 1}
         test = f"  test_mse={best['test_mse']:.5f}" if "test_mse" in best else ""
         if f"{objective}_mean" in best:
             objective_text = (f"{objective} mean {best[f'{objective}_mean']:.5f} +- {best[f'{objective}_std']:.5f} "

@@ -164,12 +164,13 @@ def test_an_interrupted_optuna_sweep_reruns_to_the_requested_total(tmp_path):
     assert len(study.trials) == 5
 
 
-def test_summary_of_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_path):
+@pytest.mark.parametrize("seed_key", ["trainer.seed", "detector.seed"])
+def test_summary_of_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_path, seed_key):
     jobs = [("8", 0, 0.10), ("8", 1, 0.30), ("16", 0, 0.15), ("16", 1, 0.17), ("32", 0, None), ("32", 1, 0.01)]
     for i, (hidden, seed, val) in enumerate(jobs):
         (tmp_path / str(i) / ".hydra").mkdir(parents=True)
         (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text(
-            f"- model.hidden_size={hidden}\n- optimizer=sgd\n- trainer.seed={seed}\n")
+            f"- model.hidden_size={hidden}\n- optimizer=sgd\n- {seed_key}={seed}\n")
         if val is not None:
             (tmp_path / str(i) / "results.json").write_text(json.dumps({"objective": "val_mse", "val_mse": val}))
     df = collect(tmp_path)
