@@ -385,24 +385,6 @@ class _answers:
         return False
 
 
-def _read_metrics(path: Path) -> List[Dict[str, float]]:
-    """The complete rows of a ``metrics.csv`` (none if it is missing)."""
-    rows: List[Dict[str, float]] = []
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                try:
-                    values = {k: float(v) for k, v in row.items() if k is not None}
-                except (TypeError, ValueError):
-                    continue
-                if len(values) == len(reader.fieldnames or ()):
-                    rows.append(values)
-    except OSError:
-        pass
-    return rows
-
-
 class MlflowRun:
     """The MLflow run of one run folder (a job's: a child of its sweep's parent), while it trains."""
 
@@ -464,7 +446,9 @@ class MlflowRun:
 
         rows: List[Mapping[str, float]] = [row] if row is not None else []
         if prefix not in self.steps or row is None:
-            rows = _read_metrics(csv_path) or rows
+            from lstm_ae.trainer import read_metrics
+
+            rows = read_metrics(csv_path) or rows
             if not rows:
                 return
             if prefix not in self.steps:

@@ -179,6 +179,25 @@ class TrainState:
                    best_loss=saved["best_loss"], best_model=saved["best_model"], stale=saved["stale"])
 
 
+def read_metrics(path: Path, upto: float = math.inf) -> List[Dict[str, float]]:
+    """The complete rows of a ``metrics.csv`` up to epoch ``upto`` (none if it is missing or unreadable); a row
+    cut by a crash is left out."""
+    rows: List[Dict[str, float]] = []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                try:
+                    values = {k: float(v) for k, v in row.items() if k is not None}
+                except (TypeError, ValueError):
+                    continue
+                if len(values) == len(reader.fieldnames or ()) and values.get("epoch", math.inf) <= upto:
+                    rows.append({**values, "epoch": int(values["epoch"])})
+    except OSError:
+        pass
+    return rows
+
+
 class MetricsFile:
     """``metrics.csv``: one row per epoch, flushed as it is written.
 
@@ -188,7 +207,7 @@ class MetricsFile:
 
     def __init__(self, path: Path, keep: int = 0) -> None:
         self.path, self.file, self.writer = path, None, None
-        self.rows = self._read(path, keep) if keep else []
+        self.rows = read_metrics(path, keep) if keep else []
         if self.rows:
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "w", newline="") as f:
@@ -196,22 +215,6 @@ class MetricsFile:
                 writer.writeheader()
                 writer.writerows(self.rows)
             os.replace(tmp, path)
-
-    @staticmethod
-    def _read(path: Path, upto: int) -> List[Dict[str, float]]:
-        if not path.exists():
-            return []
-        rows = []
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                try:
-                    values = {k: float(v) for k, v in row.items() if k is not None}
-                except (TypeError, ValueError):
-                    continue
-                if len(values) == len(reader.fieldnames) and values["epoch"] <= upto:
-                    rows.append({**values, "epoch": int(values["epoch"])})
-        return rows
 
     def append(self, row: Dict[str, float]) -> None:
         if self.writer is None:
