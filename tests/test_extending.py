@@ -29,19 +29,40 @@ def page() -> str:
     return PAGE.read_text()
 
 
+def stored(tree: dict, path: tuple = ()):
+    """The (group, ..., name) of every config in a ConfigStore repo but Hydra's own (registered as it starts)."""
+    for key, value in tree.items():
+        if path == () and key == "hydra":
+            continue
+        if isinstance(value, dict):
+            yield from stored(value, (*path, key))
+        else:
+            yield (*path, key)
+
+
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
-    """The page's python blocks run as one module from an empty folder; the module, and lstm_ae.config.RULES
-    as they were, are put back afterwards (the ConfigStore keeps the new options: names no other test uses)."""
+    """The page's python blocks run as one module from an empty folder; the module, lstm_ae.config.RULES and
+    Hydra's ConfigStore are put back afterwards (the example's options would show in other tests' --help)."""
+    from hydra.core.config_store import ConfigStore
+
     blocks = EXAMPLE.findall(page())
     assert len(blocks) == 3, "docs/extending.md: the dataset, the task, the run"
     module = types.ModuleType(MODULE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lstm_ae.config, "RULES", list(lstm_ae.config.RULES))
+        repo = ConfigStore.instance().repo
+        before = set(stored(repo))
         patch.setitem(sys.modules, MODULE, module)
         patch.chdir(tmp_path_factory.mktemp("extending"))
         exec(compile("\n".join(blocks), str(PAGE), "exec"), module.__dict__)
         yield module
+        for path in set(stored(repo)) - before:  # the example's options (dataset/sine.yaml, task/mae.yaml) go again
+            *groups, name = path
+            node = repo
+            for group in groups:
+                node = node[group]
+            del node[name]
 
 
 def test_the_example_trains_end_to_end(example):
