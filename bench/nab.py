@@ -167,6 +167,19 @@ def check_layout(nab: Path) -> Dict[str, list]:
     return windows
 
 
+def check_runner(detector: str, jobs: int, git: Any, hydra: bool = False) -> None:
+    """The detector's name, the jobs and the NAB clone, or one line naming the option (``--detector`` on the
+    command line, ``nab.detector=`` under Hydra)."""
+    d, j, g = ("nab.detector=", "nab.jobs=", "nab.git=") if hydra else ("--detector ", "--jobs ", "--nab-git ")
+    if not re.fullmatch(r"[A-Za-z0-9]+", detector) or re.search("standard|reward", detector):
+        raise ConfigError(f"{d}{detector!r}: give letters and digits only, without 'standard' or 'reward' (NAB splits "
+                          "result names on '_')")
+    if jobs < 1:
+        raise ConfigError(f"{j}{jobs}: give a whole number >= 1")
+    if git is not None and not Path(git).is_dir():
+        raise ConfigError(f"{g}{git}: not a folder; give the git folder of a NAB clone")
+
+
 # ------------------------------------------------------------------------------ training
 def run_entry(script: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
     """``python <script> <args>`` in this process (Hydra's command line, exit status, output captured);
@@ -384,12 +397,7 @@ def search_job(cfg: Any, run_dir: Path, continue_job: bool = False) -> Dict[str,
     r = cfg.nab
     if r.objective not in OBJECTIVES:
         raise ConfigError(f"nab.objective={r.objective}: give one of {', '.join(OBJECTIVES)}")
-    if r.jobs < 1:
-        raise ConfigError(f"nab.jobs={r.jobs}: give a whole number >= 1")
-    if not re.fullmatch(r"[A-Za-z0-9]+", r.detector) or re.search("standard|reward", r.detector):
-        raise ConfigError(f"nab.detector={r.detector}: give letters and digits only, without 'standard' or 'reward'")
-    if r.git is not None and not Path(r.git).is_dir():
-        raise ConfigError(f"nab.git={r.git}: not a folder; give the git folder of a NAB clone (or null)")
+    check_runner(r.detector, r.jobs, r.git, hydra=True)
     fingerprint = rf.fingerprint(cfg)
     with rf.Lock(run_dir):
         done = rf.read_json(run_dir / rf.RESULTS)
@@ -450,13 +458,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         p.add_argument(f"--{key.replace('_', '-')}", type=kind, default=value, help=f"({value})", **extra)
     args = p.parse_args(argv)
     try:
-        if not re.fullmatch(r"[A-Za-z0-9]+", args.detector) or re.search("standard|reward", args.detector):
-            raise ConfigError(f"--detector {args.detector!r}: give letters and digits only, without 'standard' or "
-                              "'reward' (NAB splits result names on '_')")
-        if args.jobs < 1:
-            raise ConfigError(f"--jobs {args.jobs}: give a whole number >= 1")
-        if args.nab_git is not None and not Path(args.nab_git).is_dir():
-            raise ConfigError(f"--nab-git {args.nab_git}: not a folder; give the git folder of a NAB clone")
+        check_runner(args.detector, args.jobs, args.nab_git)
         results = args.out / args.detector
         if results.exists() and not args.overwrite:
             raise ConfigError(f"{results} exists; give another --out or --detector, or --overwrite")
