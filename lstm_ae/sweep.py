@@ -80,13 +80,18 @@ def collect(sweep_dir: Path, ended_only: bool = False) -> pd.DataFrame:
     if objective in df:
         ascending = "objective_mode" not in df or df["objective_mode"].dropna().iloc[0] != "max"
         sort_by = objective
-        seed = next((k for k in keys if k.rsplit(".", 1)[-1] == "seed" and df[k].nunique() > 1), None)
+        seed = next((k for k in keys if is_seed(k) and df[k].nunique() > 1), None)
         if seed is not None:  # the same configuration over several seeds (trainer.seed; bench.nab_search: detector.seed)
             df = _seed_statistics(df, objective, [k for k in keys if k != seed])
             sort_by = f"{objective}_mean"
         df = df.sort_values([sort_by, objective], ascending=ascending, na_position="last", kind="stable")
     return df.reset_index(drop=True)
 
+
+
+def is_seed(key: str) -> bool:
+    """An override key that sets a seed (``trainer.seed``; bench.nab_search's ``detector.seed``)."""
+    return key.rsplit(".", 1)[-1] == "seed"
 
 
 def _seed_statistics(df: pd.DataFrame, objective: str, config: List[str]) -> pd.DataFrame:
@@ -144,7 +149,7 @@ class SweepSummary(Callback):
             return
         best = done.iloc[0]
         objective = best["objective"]
-        swept = {k: best[k] for k in df.columns if "." in k and not k.endswith(".seed") and df[k].nunique(dropna=False) > 1}
+        swept = {k: best[k] for k in df.columns if "." in k and not is_seed(k) and df[k].nunique(dropna=False) > 1}
         test = f"  test_mse={best['test_mse']:.5f}" if "test_mse" in best else ""
         if f"{objective}_mean" in best:
             objective_text = (f"{objective} mean {best[f'{objective}_mean']:.5f} +- {best[f'{objective}_std']:.5f} "
