@@ -269,11 +269,13 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
     ev = steps[rows]
     metrics = {who: an.evaluate(ev[col], labels[rows], ev[flag])
                for who, col, flag in (("model", "score", "flagged"), ("baseline", "baseline_score", "baseline_flagged"))}
+    baseline = an.suppress(steps["baseline_score"].to_numpy(dtype=float), s.suppress, s.suppress_above)
     done = time.perf_counter()
     return {"file": key, "rows": n, "probation": prob, "threshold": det.metrics["threshold"],
             "baseline_threshold": det.metrics["baseline_threshold"], **metrics,
             "seconds": round(done - began, 2), "train_seconds": round(trained - began, 2),
-            "score_seconds": round(done - trained, 2), "results": str(target)}
+            "score_seconds": round(done - trained, 2), "results": str(target),
+            STREAMS: {"model": score, "baseline": np.clip(np.nan_to_num(baseline), 0.0, 1.0), "labels": labels}}
 
 
 # ------------------------------------------------------------------------------ NAB's scorer
@@ -317,22 +319,31 @@ def run_all(nab: Path, out: Path, s: Settings, detector: str = "lstmae", jobs: i
             per_file = list(pool.map(one_file, *zip(*tasks)))
     from lstm_ae.reproduce import cpu_name
 
+    streams = [f.pop(STREAMS) for f in per_file]  # pooled below: NAB's score takes one threshold for all files
+    pooled = {k: np.concatenate([st[k] for st in streams]) for k in ("model", "baseline", "labels")}
+    after = np.concatenate([np.arange(f["rows"]) >= f["probation"] for f in per_file])
+    files = np.repeat(np.arange(len(per_file)), [f["rows"] for f in per_file])
+
     return {
         "machine": cpu_name(), "cores": os.cpu_count(), "device": "cpu", "jobs": jobs,
         "load_average_before": [round(x, 2) for x in load], "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "date": dt.date.today().isoformat(), "nab": str(nab), "results": str(out / detector), "detector": detector,
         "settings": asdict(s), "probation": "the first min(floor(0.15 * rows), 750) rows of each file",
         "evaluated": "per file, the rows after the probation where the model's score and the baseline's are both "
-                     "defined; overall: lstm_ae.anomaly.combine of the files",
-        "overall": {"model": an.combine([f["model"] for f in per_file]),
-                    "baseline": an.combine([f["baseline"] for f in per_file])},
+                     "defined; overall: lstm_ae.anomaly.combine of the files; nab_*: lstm_ae.anomaly.nab_scores of "
+                     "every file's alarm stream (the model's: its results file's anomaly_score; the baseline's: its "
+                     "score, repeat alarms suppressed alike) on the rows after the probations, one threshold",
+        "overall": {who: {**an.combine([f[who] for f in per_file]), **an.nab_scores(pooled[who], pooled["labels"],
+                                                                                   after, files)}
+                    for who in ("model", "baseline")},
         "seconds": round(time.perf_counter() - began, 1), "files": per_file,
     }
 
 
 # ------------------------------------------------------------------------------ as a Hydra job (searches)
-OBJECTIVES = ("f1", "auc_pr", "auc_roc", "precision", "recall", "nab_standard", "nab_reward_low_FP",
-              "nab_reward_low_FN")
+NAB_METRICS = tuple(f"nab_{profile}" for profile in an.PROFILES)
+OBJECTIVES = ("f1", "auc_pr", "auc_roc", "precision", "recall", *NAB_METRICS)
+STREAMS = "streams"  # one_file's per-row alarm scores and labels, pooled by run_all (not in the report)
 REPORT = "nab.json"  # in the job's run folder: run_all's report; results/<detector>/...: NAB's layout
 
 
@@ -344,7 +355,7 @@ class Runner:
     jobs: int = 2  # files at once, one process each
     files: Optional[List[str]] = None  # only these <category>/<file>.csv (null: all)
     detector: str = "lstmae"  # the results' name: results/<detector>/<category>/<detector>_<file>.csv
-    objective: str = "f1"  # what the job returns (val_<objective>, maximised): one of OBJECTIVES
+    objective: str = "nab_standard"  # what the job returns (val_<objective>, maximised): one of OBJECTIVES
     git: Optional[str] = "${oc.env:NAB_GIT,null}"  # a NAB clone's git folder: NAB's own scores too (null: none)
 
 
@@ -365,21 +376,21 @@ def register() -> None:
 def results_of(report: Dict[str, Any], objective: str) -> Dict[str, Any]:
     """What a search job's ``results.json`` holds: the overall metrics as ``val_<metric>`` (the development
     subset is the search's validation data; NAB's full corpus its held-out test), the baseline's as
-    ``baseline_val_<metric>``, NAB's scores as ``val_nab_<profile>`` when scored, the seconds."""
+    ``baseline_val_<metric>`` (``nab_<profile>``: the project's NAB score, :func:`lstm_ae.anomaly.nab_scores`),
+    NAB's own scorer's as ``val_nab_scorer_<profile>`` when it ran, the seconds."""
     out: Dict[str, Any] = {"objective": f"val_{objective}", "objective_mode": "max"}
     for who, prefix in (("model", "val_"), ("baseline", "baseline_val_")):
         c = report["overall"][who]
         out.update({f"{prefix}{k}": c[k] for k in ("f1", "auc_pr", "auc_roc", "precision", "recall",
-                                                     "windows_found", "windows", "events")})
-    for profile in ("standard", "reward_low_FP", "reward_low_FN"):
+                                                     "windows_found", "windows", "events", *NAB_METRICS)})
+    for profile in an.PROFILES:
         if "nab_scorer" in report:
-            out[f"val_nab_{profile}"] = report["nab_scorer"][profile]
+            out[f"val_nab_scorer_{profile}"] = report["nab_scorer"][profile]
     out.update(files=len(report["files"]), seconds=report["seconds"], train_seconds=report["seconds"],
                results=report["results"], report=REPORT)
     if out.get(out["objective"]) is None:
-        raise ConfigError(f"nab.objective={objective}: this job has no {out['objective']}"
-                          + (" (NAB's scores need nab.git, a NAB clone's git folder)" if "nab" in objective else
-                             " (no file with both classes or no event)"))
+        raise ConfigError(f"nab.objective={objective}: this job has no {out['objective']} (no file with both "
+                          "classes, no event, or no labelled window)")
     return out
 
 
@@ -483,11 +494,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         m, b = r["model"], r["baseline"]
         print(f"{r['file']:58s} {r['rows']:6d} {r['seconds']:6.1f}  {f(m['auc_pr'])} {f(m['f1'])}  | "
               f"{f(b['auc_pr'])} {f(b['f1'])}")
+    g = lambda x: "   -" if x is None else f"{x:.2f}"  # noqa: E731
     for who in ("model", "baseline"):
         c = report["overall"][who]
         print(f"{who:8s} auc_roc {f(c['auc_roc'])}  auc_pr {f(c['auc_pr'])}  precision {f(c['precision'])}  "
               f"recall {f(c['recall'])}  f1 {f(c['f1'])}  ({c['windows_found']}/{c['windows']} windows, "
-              f"{c['events']} events)")
+              f"{c['events']} events)  NAB " + " ".join(f"{p} {g(c['nab_' + p])}" for p in an.PROFILES))
     if "nab_scorer" in report:
         if report["nab_scorer"]["subset"]:
             print(report["nab_scorer"]["subset"])

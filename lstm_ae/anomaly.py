@@ -47,6 +47,10 @@ evaluated rows (those where the score and the baseline are both defined): ``auc_
 consecutive labelled rows) is *found* when a flagged step falls in it; an event (an interval) is
 *true* when one of its steps is labelled; ``recall`` = found / windows, ``precision`` = true events /
 events, ``f1`` their harmonic mean (0 when both are 0; null where a share has no denominator).
+``nab_standard``, ``nab_reward_low_FP``, ``nab_reward_low_FN`` (:func:`nab_scores`): NAB's score of the alarm
+stream (``alarm_score``; the baseline's: its score with repeat alarms suppressed alike) on the same rows, all
+series under one threshold, the one that maximises it, as NAB's scorer picks it: early detections in a window
+earn more, false alarms cost, 0 = never fires, 100 = every window found at its first row and no false alarm.
 """
 from __future__ import annotations
 
@@ -67,6 +71,8 @@ SD_FLOOR = 0.05  # the reference spread is at least this share of its mean: a ne
 LOG_EPS = 1e-10  # HTM's log form: score 1 at a tail probability of 1e-10
 FILES = {"scores": "scores.csv", "intervals": "intervals.csv", "metrics": "metrics.json", "figure": "anomaly.png"}
 MAPPINGS = ("log", "linear")
+DERIVED = ("error", "score", "baseline_score", "alarm_score", "baseline_alarm_score", "validation", "label", "flagged",
+           "baseline_flagged")  # scores.csv's columns after the value column(s), in this order
 
 
 ERROR = "window_error"  # the error scored by default: the mean over the window ending at the step (NAB subset)
@@ -297,6 +303,92 @@ def combine(metrics: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return {**out, **event_scores(total["windows"], total["windows_found"], total["events"], total["events_true"])}
 
 
+# ------------------------------------------------------------------------------ NAB's scoring rule
+# NAB's application profiles (numenta/NAB config/profiles.json): the weights of a found window, a false alarm,
+# a missed window
+PROFILES = {"standard": (1.0, 0.11, 1.0), "reward_low_FP": (1.0, 0.22, 1.0), "reward_low_FN": (1.0, 0.11, 2.0)}
+
+
+def _sigmoid_scaled(x: np.ndarray) -> np.ndarray:
+    """NAB's scaled sigmoid of a relative position: 2 sigmoid(-5 x) - 1 (x > 3: -1)."""
+    with np.errstate(over="ignore"):
+        return np.where(x > 3.0, -1.0, 2.0 / (1.0 + np.exp(5.0 * np.asarray(x, dtype=float))) - 1.0)
+
+
+def nab_scores(alarms: np.ndarray, labels: np.ndarray, scored: Optional[np.ndarray] = None,
+               groups: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """NAB's score of an alarm stream (Lavin and Ahmad 2015, NAB's ``run.py --optimize --score --normalize``),
+    per profile of :data:`PROFILES`, all series (``groups``) pooled under one threshold.
+
+    A row is a detection when its alarm score is >= the threshold (NaN: 0). A labelled window (a run of
+    labelled rows, width W rows, last row b) earns tp * S(-(b - i + 1) / W) / S(-1) for its earliest
+    detection i (S: NAB's scaled sigmoid, 2 sigmoid(-5 x) - 1; the window's first row earns tp), or -fn when
+    it has none; every detection outside a window costs fp * S(d / (W' - 1)), d rows after the end of the
+    previous window of width W' (at most fp, or fp when no window came before; near the window's end less).
+    Only ``scored`` rows (NAB: after each file's probation) count; a window without one is neither found nor
+    missed. The threshold is the one (of the alarm scores, or none) that maximises the raw sum over all
+    series; ``nab_<profile>`` = 100 (raw - null) / (perfect - null), perfect = tp * windows (every window,
+    NAB's count), null = the raw score of a constant stream (NAB's null detector), so 0 = never fires and
+    100 = every window found at its first row, no false alarm. Details per profile in ``nab``."""
+    alarms = np.nan_to_num(np.asarray(alarms, dtype=float), nan=0.0)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(alarms)
+    scored = np.ones(n, dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
+    if groups is not None and len(groups) != n or len(labels) != n or len(scored) != n:
+        raise ValueError("nab_scores() takes alarms, labels, scored and groups of one length")
+    windows = runs(labels == 1, groups)
+    gid = np.zeros(n, dtype=np.int64) if groups is None else pd.factorize(np.asarray(groups))[0]
+    inside = np.full(n, -1, dtype=np.int64)  # each row's window, -1 outside
+    position = np.empty(n)  # the relative position NAB's sigmoid takes
+    after_window = np.full(n, np.inf)
+    for k, (a, b) in enumerate(windows):
+        width = b - a + 1
+        rows = np.arange(a, b + 1)
+        inside[rows] = k
+        position[rows] = -(b - rows + 1) / width
+        nxt = next((c for c, _ in windows[k + 1 :] if gid[c] == gid[b]), None)
+        stop = nxt if nxt is not None else (np.flatnonzero(gid == gid[b])[-1] + 1)
+        tail = np.arange(b + 1, stop)
+        after_window[tail] = (tail - b) / max(width - 1, 1)
+    out_rows = inside < 0
+    position[out_rows] = after_window[out_rows]
+    shape = _sigmoid_scaled(position)  # in a window: the tp shape; outside: the fp shape (inf -> -1)
+    keep = np.flatnonzero(scored)
+    order = keep[np.argsort(-alarms[keep], kind="stable")]
+    s = alarms[order]
+    last_of_tie = np.r_[s[1:] != s[:-1], True] if len(s) else np.zeros(0, dtype=bool)
+    live = np.unique(inside[keep][inside[keep] >= 0])  # windows with a scored row
+    perfect_count = len(windows)
+    result: Dict[str, Any] = {"nab": {}}
+    for profile, (tp, fp, fn) in PROFILES.items():
+        weight = np.where(inside >= 0, shape * tp / _sigmoid_scaled(-1.0), shape * fp)
+
+        def sweep(stream_order: np.ndarray) -> np.ndarray:
+            w = weight[stream_order]
+            win = inside[stream_order]
+            gain = np.where(win < 0, w, 0.0)  # false alarms add up
+            best = pd.Series(np.where(win >= 0, w, -np.inf)).groupby(win).cummax().to_numpy()
+            before = pd.Series(best).groupby(win).shift(1).fillna(-fn).to_numpy()
+            gain = gain + np.where(win >= 0, np.maximum(best, -fn) - np.maximum(before, -fn), 0.0)
+            return -fn * len(live) + np.cumsum(gain)  # the raw score once every row up to k is a detection
+
+        raw = sweep(order)
+        totals = np.r_[-fn * len(live), raw[last_of_tie]]  # no detection, then each threshold from the top
+        thresholds = np.r_[np.inf, s[last_of_tie]]
+        pick = int(np.argmax(totals))  # ties: the highest threshold (NAB's order)
+        null_raw = max(-fn * len(live), float(sweep(keep)[-1]) if len(keep) else -fn * len(live))
+        perfect = tp * perfect_count
+        detected = order[: int(np.flatnonzero(last_of_tie)[pick - 1]) + 1] if pick else order[:0]
+        score = 100.0 * (totals[pick] - null_raw) / (perfect - null_raw) if perfect > null_raw else None
+        result[f"nab_{profile}"] = None if score is None else round(float(score), 4)
+        result["nab"][profile] = {
+            "threshold": None if pick == 0 else float(thresholds[pick]), "raw": round(float(totals[pick]), 6),
+            "null": round(null_raw, 6), "perfect": perfect, "windows": perfect_count, "windows_scored": len(live),
+            "windows_found": int(len(np.unique(inside[detected][inside[detected] >= 0]))),
+            "false_alarms": int((inside[detected] < 0).sum())}
+    return result
+
+
 # ------------------------------------------------------------------------------ one run on data
 @dataclass
 class Detection:
@@ -375,6 +467,7 @@ def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Un
         t["baseline_score"] = rolling_zscore(part[features].to_numpy(), scoring.baseline_window,
                                              scoring.min_periods, scoring.mapping)
         t["alarm_score"] = suppress(t["score"], scoring.suppress, scoring.suppress_above)
+        t["baseline_alarm_score"] = suppress(t["baseline_score"], scoring.suppress, scoring.suppress_above)
         t["validation"] = val[name] if val is not None else np.arange(n) < max(1, round(val_share * n))
         if windows is not None:
             t["label"] = labels_from_windows(windows, name, t["time"])
@@ -411,8 +504,9 @@ def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Un
         ev = table[rows]
         groups = ev["series"].to_numpy()
         metrics["evaluated"] = "rows where the score and the baseline are both defined, validation rows included"
-        metrics["model"] = evaluate(ev["score"], ev["label"], ev["flagged"], groups, gap)
-        metrics["baseline"] = evaluate(ev["baseline_score"], ev["label"], ev["baseline_flagged"], groups, gap)
+        for who, col in (("model", ""), ("baseline", "baseline_")):
+            metrics[who] = {**evaluate(ev[f"{col}score"], ev["label"], ev[f"{col}flagged"], groups, gap),
+                            **nab_scores(table[f"{col}alarm_score"], table["label"], rows, table["series"])}
     return Detection(table, ivs, metrics)
 
 
@@ -425,8 +519,7 @@ def figure(det: Detection, path: Path, unit: Optional[str] = None, limit: int = 
     from lstm_ae.plots import STYLE, _save
 
     names = list(dict.fromkeys(det.steps["series"]))[:limit]
-    features = [c for c in det.steps.columns[2:] if c not in ("error", "score", "baseline_score", "alarm_score",
-                                                             "validation", "label", "flagged", "baseline_flagged")]
+    features = [c for c in det.steps.columns[2:] if c not in DERIVED]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2 * len(names), 1, figsize=(11, 4.2 * len(names)), sharex=False,
                                  gridspec_kw={"height_ratios": [2, 1] * len(names)}, squeeze=False)
@@ -536,13 +629,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if who in m:
             r = m[who]
             print(f"{who:8s} auc_roc {_f(r['auc_roc'])}  auc_pr {_f(r['auc_pr'])}  precision {_f(r['precision'])}  "
-                  f"recall {_f(r['recall'])}  f1 {_f(r['f1'])}")
+                  f"recall {_f(r['recall'])}  f1 {_f(r['f1'])}  NAB standard {_f(r['nab_standard'], 2)}")
     for path in paths:
         print(path)
 
 
-def _f(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.3f}"
+def _f(x: Optional[float], digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -148,6 +148,56 @@ def test_metrics_by_hand():
     assert both["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5)) and both["auc_roc"] == pytest.approx(17 / 21)
 
 
+def S(x):  # NAB's scaled sigmoid, by hand
+    return 2 / (1 + np.exp(5 * x)) - 1
+
+
+def test_nab_scores_by_hand():
+    """NAB's scoring rule (nab/sweeper.py) worked by hand on one series of 100 rows, a window at rows 40-49."""
+    labels = np.zeros(100, dtype=int)
+    labels[40:50] = 1
+
+    def stream(**at):
+        a = np.zeros(100)
+        for row, value in at.items():
+            a[int(row[1:])] = value
+        return a
+
+    first = an.nab_scores(stream(r40=1.0), labels)  # found at its first row, no false alarm
+    assert first["nab_standard"] == pytest.approx(100) and first["nab_reward_low_FN"] == pytest.approx(100)
+    d = first["nab"]["standard"]
+    assert (d["threshold"], d["raw"], d["null"], d["perfect"], d["windows_found"], d["false_alarms"]) == (
+        1.0, pytest.approx(1.0), -1.0, 1.0, 1, 0)
+    late = an.nab_scores(stream(r49=1.0), labels)["nab_standard"]  # the window's last row: S(-1/10) / S(-1)
+    assert late == pytest.approx(100 * (S(-0.1) / S(-1) + 1) / 2, abs=1e-3)
+    # a false alarm before the window scoring higher than the hit: the threshold 0.9 takes both (1 - 0.11)
+    both = an.nab_scores(stream(r10=1.0, r45=0.9), labels)
+    assert both["nab"]["standard"]["threshold"] == 0.9 and both["nab"]["standard"]["false_alarms"] == 1
+    hit = S(-5 / 10) / S(-1)
+    assert both["nab_standard"] == pytest.approx(100 * (hit - 0.11 + 1) / 2, abs=1e-3)
+    assert both["nab_reward_low_FP"] == pytest.approx(100 * (hit - 0.22 + 1) / 2, abs=1e-3)
+    # 20 false alarms above a late hit cost more than a miss (standard: no threshold), less than low_FN's miss of 2
+    many = an.nab_scores(stream(r49=0.9, **{f"r{r}": 1.0 for r in range(20)}), labels)
+    assert many["nab"]["standard"]["threshold"] is None and many["nab_standard"] == 0.0
+    assert many["nab"]["reward_low_FN"]["threshold"] == 0.9
+    assert many["nab_reward_low_FN"] == pytest.approx(100 * (S(-0.1) / S(-1) - 2.2 + 2) / 3, abs=1e-3)
+    # a false alarm just after the window costs less: S(1 / 9) of 0.11 at row 50, the full 0.11 at row 99
+    near, far = (an.nab_scores(stream(r40=1.0, **{f"r{r}": 1.0}), labels) for r in (50, 99))
+    assert near["nab_standard"] == pytest.approx(100 * (1 + 0.11 * S(1 / 9) + 1) / 2, abs=1e-3)
+    assert far["nab_standard"] == pytest.approx(100 * (1 - 0.11 + 1) / 2, abs=1e-3)
+    assert an.nab_scores(np.zeros(100), labels)["nab_standard"] == 0.0  # never fires
+    assert an.nab_scores(np.full(100, np.nan), labels)["nab"]["standard"]["threshold"] is None
+    # rows not scored (a probation) neither earn nor cost; a window with no scored row is neither found nor missed,
+    # but NAB's perfect score counts it; two series share one threshold
+    two = np.r_[labels, labels]
+    scored = np.r_[np.arange(100) >= 60, np.ones(100, bool)]
+    pooled = an.nab_scores(np.r_[stream(r40=1.0, r70=1.0), stream(r40=0.5)], two, scored, np.repeat([0, 1], 100))
+    d = pooled["nab"]["standard"]
+    assert (d["windows"], d["windows_scored"], d["null"], d["perfect"]) == (2, 1, -1.0, 2.0)
+    assert d["threshold"] == 0.5 and d["windows_found"] == 1 and d["false_alarms"] == 1
+    assert pooled["nab_standard"] == pytest.approx(100 * (1 - 0.11 + 1) / 3, abs=1e-3)
+
+
 def test_intervals_and_threshold():
     flagged = np.array([0, 1, 1, 1, 0, 0, 1, 0, 1])
     scores = np.array([0.1, 0.6, 0.95, 0.7, 0.2, 0.3, 0.8, 0.1, 0.9])
@@ -209,7 +259,7 @@ def test_the_command_writes_scores_intervals_metrics_and_a_figure(run, tmp_path,
     assert "model    auc_roc" in capsys.readouterr().out
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == ["series", "time", "value", "error", "score", "baseline_score", "alarm_score",
-                                    "validation", "label", "flagged", "baseline_flagged"]
+                                    "baseline_alarm_score", "validation", "label", "flagged", "baseline_flagged"]
     np.testing.assert_array_equal(scores["alarm_score"], an.suppress(scores["score"].to_numpy(), 20, 0.3))
     alarms = np.flatnonzero(scores["alarm_score"] >= 0.3)  # repeat alarms 20 rows apart at least
     assert len(alarms) and (np.diff(alarms) > 20).all() and (scores["score"] >= 0.3).sum() > len(alarms)

@@ -77,6 +77,13 @@ def test_layout_and_report(folder, tmp_path, capsys):
     assert c["probation"] == 45 and c["model"]["windows"] == 0 and c["model"]["auc_roc"] is None
     overall = report["overall"]["model"]
     assert overall["files"] == 2 and overall["windows"] == 1 and overall["auc_pr"] == s["model"]["auc_pr"]
+    # NAB's score of the results files as written (NAB's scorer reads them): the rows after each probation, pooled
+    got = [pd.read_csv(out / f) for f in ("tiny1/realThing/tiny1_spiky.csv", "tiny1/artificialNone/tiny1_clean.csv")]
+    scored = np.r_[np.arange(400) >= 60, np.arange(300) >= 45]
+    mine = nab.an.nab_scores(np.r_[got[0]["anomaly_score"], got[1]["anomaly_score"]],
+                             np.r_[got[0]["label"], got[1]["label"]], scored, np.repeat([0, 1], [400, 300]))
+    assert overall["nab_standard"] == mine["nab_standard"] and overall["nab"] == mine["nab"]
+    assert overall["nab"]["standard"]["windows"] == 1 and report["overall"]["baseline"]["nab_standard"] is not None
     assert report["settings"]["seq_len"] == 8 and report["settings"]["epochs"] == 2
     assert report["command"].startswith("python -m bench.nab --nab") and report["machine"]
     assert "tiny1" in capsys.readouterr().out
@@ -151,10 +158,13 @@ def test_search_job_is_a_run_folder(folder, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     man = json.loads((run / "run.json").read_text())
     assert man["end"]["status"] == "finished" and man["task"] == "nab" and man["config"] == "nab"
-    assert man["objective"] == "val_f1" and man["objective_mode"] == "max" and "detector.hidden=4" in man["overrides"]
+    assert man["objective"] == "val_nab_standard" and man["objective_mode"] == "max"
+    assert "detector.hidden=4" in man["overrides"]
     res = json.loads((run / "results.json").read_text())
     report = json.loads((run / "nab.json").read_text())
-    assert res["objective"] == "val_f1" and res["val_f1"] == report["overall"]["model"]["f1"]
+    assert res["objective"] == "val_nab_standard" and res["val_f1"] == report["overall"]["model"]["f1"]
+    assert res["val_nab_standard"] == report["overall"]["model"]["nab_standard"]
+    assert res["baseline_val_nab_reward_low_FP"] == report["overall"]["baseline"]["nab_reward_low_FP"]
     assert res["val_auc_pr"] == report["overall"]["model"]["auc_pr"] and res["files"] == 2
     assert res["baseline_val_f1"] == report["overall"]["baseline"]["f1"]
     assert report["settings"]["hidden"] == 4 and report["settings"]["seq_len"] == 8
@@ -162,7 +172,7 @@ def test_search_job_is_a_run_folder(folder, tmp_path):
         "lstmae/artificialNone/lstmae_clean.csv", "lstmae/realThing/lstmae_spiky.csv"]
     assert (run / ".hydra" / "config.yaml").is_file()
     [row] = runs.collect([run]).rows
-    assert row["status"] == "finished" and row["task"] == "nab" and row["best_val"] == res["val_f1"]
+    assert row["status"] == "finished" and row["task"] == "nab" and row["best_val"] == res["val_nab_standard"]
 
     stamp = (run / "results.json").stat().st_mtime_ns
     again = search(f"nab.path={folder}", *TINY_CFG, f"hydra.run.dir={run}")
@@ -191,7 +201,7 @@ def test_search_job_refuses_bad_values(folder, tmp_path, override, says):
 
 
 def test_the_search_composes_over_real_keys():
-    """hparams_search=nab_optuna: an Optuna study that maximises val_f1 over keys the job's schema has."""
+    """hparams_search=nab_optuna: an Optuna study that maximises val_nab_standard over keys the job's schema has."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -202,4 +212,4 @@ def test_the_search_composes_over_real_keys():
     assert sweeper.direction == "maximize" and sweeper.storage.endswith("multirun/nab/nab_optuna.db")
     params = OmegaConf.to_container(sweeper.params)
     assert params and all(k.startswith("detector.") and k[9:] in cfg.detector for k in params)
-    assert cfg.nab.objective == "f1" and cfg.detector.hidden == nab.Settings.hidden
+    assert cfg.nab.objective == "nab_standard" and cfg.detector.hidden == nab.Settings.hidden
