@@ -36,7 +36,9 @@ with one configuration for every file (the options below, same for all; seeded; 
    the model and the rolling z-score baseline on the same rows: the rows after the probation where
    both have a score), the threshold and the seconds (training, scoring, whole file); overall
    :func:`lstm_ae.anomaly.combine` of the files (event counts summed, AUCs averaged over the files
-   that have both classes); the command, machine, cores, load average before and after, the date,
+   that have both classes) and NAB's score of the alarm streams (:func:`lstm_ae.anomaly.nab_scores`: the
+   results files' ``anomaly_score``, the baseline's score suppressed alike; the rows after the probations;
+   one threshold for all files, as NAB's scorer picks it); the command, machine, cores, load average before and after, the date,
    the wall time; with ``--nab-git`` NAB's own scores (standard, reward_low_FP, reward_low_FN).
 
 ``--jobs N`` files at once (processes; each trains with one torch thread). Temporary run folders
@@ -440,9 +442,10 @@ def search_job(cfg: Any, run_dir: Path, continue_job: bool = False) -> Dict[str,
                 rf.end(run_dir, status, reason)
             raise
         rf.end(run_dir, "finished")
-    log.info("%s: %s %.4f (baseline %s); NAB standard %s; %s files in %s s", run_dir, results["objective"],
-             results[results["objective"]], results.get(f"baseline_{results['objective']}"),
-             results.get("val_nab_standard"), results["files"], results["seconds"])
+    log.info("%s: %s %.4f (baseline %s); NAB standard %s (NAB's scorer: %s); %s files in %s s", run_dir,
+             results["objective"], results[results["objective"]], results.get(f"baseline_{results['objective']}"),
+             results["val_nab_standard"], results.get("val_nab_scorer_standard", "not run"), results["files"],
+             results["seconds"])
     return results
 
 

@@ -1,11 +1,13 @@
 """bench.nab: NAB's results layout written exactly, causal scores, the report's per-file metrics, bad input."""
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench import nab
+from bench import nab, nab_clock
 
 TINY = ["--seq-len", "8", "--hidden", "4", "--epochs", "2", "--batch-size", "16", "--short", "3", "--long", "50",
         "--min-periods", "10", "--baseline-window", "50", "--suppress", "20"]
@@ -213,3 +215,27 @@ def test_the_search_composes_over_real_keys():
     params = OmegaConf.to_container(sweeper.params)
     assert params and all(k.startswith("detector.") and k[9:] in cfg.detector for k in params)
     assert cfg.nab.objective == "nab_standard" and cfg.detector.hidden == nab.Settings.hidden
+
+
+def test_the_clocks_corpus_has_the_shape_of_the_one_it_copies(folder, tmp_path):
+    """bench.nab_clock: the synthetic corpus has the file names and row counts of the folder (or git clone) it
+    copies, NAB's layout, one labelled window per file, and none of the copied values."""
+    lengths = nab_clock.lengths_of_folder(folder)
+    assert lengths == {"artificialNone/clean.csv": 300, "realThing/spiky.csv": 400}
+    copy = nab_clock.synthetic(lengths, tmp_path / "copy")
+    windows = nab.check_layout(copy)
+    assert nab_clock.lengths_of_folder(copy) == lengths and all(len(w) == 1 for w in windows.values())
+    spiky = pd.read_csv(copy / "data/realThing/spiky.csv")
+    assert not np.isin(spiky["value"], pd.read_csv(folder / "data/realThing/spiky.csv")["value"]).any()
+    git = tmp_path / "clone"
+    for args in (["init", "-q", str(git)], ["-C", str(git), "config", "user.email", "t@t"],
+                 ["-C", str(git), "config", "user.name", "t"]):
+        subprocess.run(["git", *args], check=True)
+    shutil.copytree(folder / "data", git / "data", dirs_exist_ok=True)
+    subprocess.run(["git", "-C", str(git), "add", "data"], check=True)
+    subprocess.run(["git", "-C", str(git), "commit", "-qm", "data"], check=True)
+    assert nab_clock.lengths_of_git(git / ".git") == lengths
+    with pytest.raises(nab.DataError, match="no data/<category>/<file>.csv at HEAD"):
+        subprocess.run(["git", "-C", str(git), "rm", "-rq", "data"], check=True)
+        subprocess.run(["git", "-C", str(git), "commit", "-qm", "gone"], check=True)
+        nab_clock.lengths_of_git(git / ".git")
