@@ -29,6 +29,9 @@ subclassing its private ``_impl`` (measured for issue 13; see docs/sweeps.md). T
 - ``seeds`` (e.g. ``[0, 1, 2]``) runs each trial once per seed (``seed_key=<seed>`` added to its
   overrides) and tells the study the mean over the seeds; the per-seed values and their standard
   deviation are the trial's user attributes;
+- ``enqueue`` (a list of {param: value}) runs these configurations first (Optuna's ``enqueue_trial``;
+  a value for every searched parameter), e.g. the current defaults, so the study's best is measured
+  against them; a study that already has one (resumed) does not run it again;
 - ``sampler=grid`` enumerates the (discrete) search space, and ``n_trials`` is capped at its size;
 - a study database written by an older optuna stops the sweep with one line naming
   ``optuna storage upgrade``.
@@ -191,6 +194,31 @@ def grid_choices(dist: BaseDistribution) -> list:
         n = int(round((dist.high - dist.low) / dist.step))
         return [round(dist.low + i * dist.step, 12) for i in range(n + 1)]
     raise ValueError("the grid sampler needs discrete parameters (choice or range)")
+
+
+def check_enqueue(enqueue: list, space: dict) -> list:
+    """``hydra.sweeper.enqueue``'s configurations, each a value for every searched parameter, each value one
+    its distribution holds; or one line naming what is wrong."""
+    out = []
+    for i, params in enumerate(enqueue):
+        where = f"hydra.sweeper.enqueue[{i}]"
+        unknown = sorted(set(params) - set(space))
+        missing = sorted(set(space) - set(params))
+        if unknown or missing:
+            raise SystemExit(f"{where}: {'no such searched parameter ' + ', '.join(unknown) if unknown else ''}"
+                             f"{'; ' if unknown and missing else ''}"
+                             f"{'no value for ' + ', '.join(missing) if missing else ''}; give a value for each "
+                             f"parameter of hydra.sweeper.params ({', '.join(space)})")
+        for name, value in params.items():
+            dist = space[name]
+            try:
+                ok = dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                raise SystemExit(f"{where}: {name}={value} is not in its search space ({dist}); give one of its values")
+        out.append(dict(params))
+    return out
 
 
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
@@ -398,13 +426,14 @@ class TotalTrialsSweep:
 
     def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
                  params: Any = None, custom_search_space: Any = None, pruner: Any = None,
-                 max_failure_rate: float = 1.0, seeds: Any = None, seed_key: str = "trainer.seed",
+                 max_failure_rate: float = 1.0, seeds: Any = None, seed_key: str = "trainer.seed", enqueue: Any = None,
                  heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> None:
         refuse_password(storage)
         self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.pruner, self.max_failure_rate = pruner, max_failure_rate
         self.seeds, self.seed_key = list(seeds or []), seed_key
+        self.enqueue = [dict(e) for e in (enqueue or [])]
         self.n_trials, self.n_jobs, self.params = n_trials, n_jobs, params or {}
         self.asked: list = []  # the trials of the batch being asked for and run
         self.extend = instantiate({"_target_": custom_search_space, "_partial_": True}) if custom_search_space else None
@@ -528,7 +557,10 @@ class TotalTrialsSweep:
             grid = {name: grid_choices(dist) for name, dist in space.items()}
             self.sampler = self.sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+        queued = check_enqueue(self.enqueue, space)
         study, storage = self._open_study()
+        for params in queued:  # (a study that has this trial, queued, running or done, skips it)
+            study.enqueue_trial(params, skip_if_exists=True)
         stale = fail_interrupted(study, storage)
         log.info("Study %s in %s: %d trial(s) counted of n_trials=%d%s", study.study_name, shown(self.storage),
                  counted(study), self.n_trials, f"; {stale} interrupted trial(s) marked failed" if stale else "")

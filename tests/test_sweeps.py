@@ -489,3 +489,23 @@ def test_a_worker_whose_heartbeat_stopped_has_its_trial_replaced(tmp_path):
     states = {t.number: t for t in study.trials}
     assert interrupted(states[dead.number]) and states[alive.number].state == optuna.trial.TrialState.RUNNING
     assert counted(study) == 1
+
+
+def test_enqueued_configurations_run_first_and_once(tmp_path):
+    """hydra.sweeper.enqueue: the study's first trial is the given configuration; a resumed study does not run
+    it again; a value outside the space or a missing parameter is one line before any job."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    space = ["x=choice(1,2,3)", "y=choice(a,b)"]
+    job = lambda o: float(o["x"]) + (o["y"] == "b")  # noqa: E731
+    _, launcher, _ = _sweep(tmp_path, job, space, n_trials=2, storage=url, enqueue=[{"x": 3, "y": "b"}])
+    assert (launcher.launched[0]["x"], launcher.launched[0]["y"]) == ("3", "b")
+    _, again, _ = _sweep(tmp_path, job, space, n_trials=4, storage=url, enqueue=[{"x": 3, "y": "b"}])
+    study = optuna.load_study(study_name="s", storage=url)
+    assert len(study.trials) == 4 and study.trials[0].params == {"x": 3, "y": "b"}
+    assert [o[f"++hydra.job.env_set.{TRIAL_ENV}"] for o in again.launched] == ["2", "3"]  # trial 0 not again
+    for bad, says in (({"x": 4, "y": "a"}, r"enqueue\[0\]: x=4 is not in its search space"),
+                      ({"x": 1}, r"enqueue\[0\]: no value for y; give a value for each parameter"),
+                      ({"x": 1, "y": "a", "z": 2}, r"enqueue\[0\]: no such searched parameter z")):
+        with pytest.raises(SystemExit, match=says):
+            _sweep(tmp_path / "bad", job, space, n_trials=1, storage=f"sqlite:///{tmp_path / 'b.db'}", enqueue=[bad])
+    assert not (tmp_path / "b.db").exists()  # refused before the study is opened

@@ -127,6 +127,9 @@ class OptunaSweeperConf:
     custom_search_space: Optional[str] = None
     seeds: Optional[List[int]] = None  # run each trial once per seed; the study gets the mean
     seed_key: str = "trainer.seed"  # the override that sets a job's seed
+    # configurations the study runs first (Optuna's enqueue_trial; each {param: value} of params), e.g. the
+    # current defaults, so that the study's best is measured against them; a study that has one already skips it
+    enqueue: Optional[List[Dict[str, Any]]] = None
     # database storages: each running trial's heartbeat every heartbeat_interval seconds; a trial
     # silent for grace_period (null: 2 x the interval) is failed as interrupted and replaced
     heartbeat_interval: Optional[int] = 60
