@@ -215,6 +215,8 @@ def test_the_search_composes_over_real_keys():
     params = OmegaConf.to_container(sweeper.params)
     assert params and all(k.startswith("detector.") and k[9:] in cfg.detector for k in params)
     assert cfg.nab.objective == "nab_standard" and cfg.detector.hidden == nab.Settings.hidden
+    [first] = OmegaConf.to_container(sweeper.enqueue, resolve=True)  # the first trial: the composed defaults
+    assert first == {k: getattr(nab.Settings(), k[9:]) for k in params}
 
 
 def test_the_clocks_corpus_has_the_shape_of_the_one_it_copies(folder, tmp_path):
