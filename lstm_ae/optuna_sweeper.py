@@ -32,6 +32,9 @@ subclassing its private ``_impl`` (measured for issue 13; see docs/sweeps.md). T
 - ``enqueue`` (a list of {param: value}) runs these configurations first (Optuna's ``enqueue_trial``;
   a value for every searched parameter), e.g. the current defaults, so the study's best is measured
   against them; a study that already has one (resumed) does not run it again;
+- ``reuse_duplicates: true`` (for jobs that give the same result twice, e.g. seeded on CPU): a trial whose
+  parameters repeat a finished trial's (TPE re-proposes categorical points) is told that trial's values
+  without running (user attribute ``duplicate_of``);
 - ``sampler=grid`` enumerates the (discrete) search space, and ``n_trials`` is capped at its size;
 - a study database written by an older optuna stops the sweep with one line naming
   ``optuna storage upgrade``.
@@ -427,6 +430,7 @@ class TotalTrialsSweep:
     def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
                  params: Any = None, custom_search_space: Any = None, pruner: Any = None,
                  max_failure_rate: float = 1.0, seeds: Any = None, seed_key: str = "trainer.seed", enqueue: Any = None,
+                 reuse_duplicates: bool = False,
                  heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> None:
         refuse_password(storage)
         self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
@@ -434,6 +438,7 @@ class TotalTrialsSweep:
         self.pruner, self.max_failure_rate = pruner, max_failure_rate
         self.seeds, self.seed_key = list(seeds or []), seed_key
         self.enqueue = [dict(e) for e in (enqueue or [])]
+        self.reuse_duplicates = bool(reuse_duplicates)
         self.n_trials, self.n_jobs, self.params = n_trials, n_jobs, params or {}
         self.asked: list = []  # the trials of the batch being asked for and run
         self.extend = instantiate({"_target_": custom_search_space, "_partial_": True}) if custom_search_space else None
@@ -532,6 +537,24 @@ class TotalTrialsSweep:
             trial.set_user_attr("seed_std", [statistics.stdev(v) for v in zip(*values)])
         tell(study, trial, [statistics.fmean(v) for v in zip(*values)])
         return None
+
+    def _tell_duplicate(self, study: optuna.Study, trial: optuna.Trial, fixed: dict) -> bool:
+        """With ``reuse_duplicates``: when a COMPLETE trial has ``trial``'s parameters (and fixed values), tell
+        ``trial`` its values (user attribute ``duplicate_of``, its seeds' values copied) and say so."""
+        def key(params: dict, attrs: dict) -> str:
+            return repr(sorted({**params, **{k: attrs.get(k) for k in fixed}}.items()))
+
+        mine = key(trial.params, {**trial.user_attrs, **fixed})
+        for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if done.number != trial.number and key(done.params, done.user_attrs) == mine:
+                trial.set_user_attr("duplicate_of", done.number)
+                for attr in ("seed_values", "seed_std"):
+                    if attr in done.user_attrs:
+                        trial.set_user_attr(attr, done.user_attrs[attr])
+                tell(study, trial, list(done.values))
+                log.info("trial %d repeats trial %d's parameters: told its values, not run", trial.number, done.number)
+                return True
+        return False
 
     def _drop_surplus(self, study: optuna.Study, trials: list) -> list:
         """Workers that count at the same moment may together ask for more than n_trials: the first
@@ -640,6 +663,11 @@ class TotalTrialsSweep:
             if not (trials := self._drop_surplus(study, trials)):
                 continue
             overrides = self._configure_trials(trials, space, fixed_params, removed)
+            if self.reuse_duplicates:  # a trial that repeats a finished one is told its values, not run
+                fresh = [i for i, trial in enumerate(trials) if not self._tell_duplicate(study, trial, fixed_params)]
+                overrides = [job for i in fresh for job in overrides[i * per_trial:(i + 1) * per_trial]]
+                if not (trials := [trials[i] for i in fresh]):
+                    continue
             returns = []
             with Heartbeat(storage, trials):
                 for run in consecutive(trials):  # job number = trial number x seeds (+ the seed's index)

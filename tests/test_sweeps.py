@@ -509,3 +509,24 @@ def test_enqueued_configurations_run_first_and_once(tmp_path):
         with pytest.raises(SystemExit, match=says):
             _sweep(tmp_path / "bad", job, space, n_trials=1, storage=f"sqlite:///{tmp_path / 'b.db'}", enqueue=[bad])
     assert not (tmp_path / "b.db").exists()  # refused before the study is opened
+
+
+def test_reuse_duplicates_tells_a_repeated_trial_its_values_without_running_it(tmp_path):
+    """hydra.sweeper.reuse_duplicates: a trial whose parameters repeat a finished one's is told its values (and
+    seeds' values) and launches no job; without it, every trial runs."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    job = lambda o: float(o["x"]) + 0.1 * int(o["trainer.seed"])  # noqa: E731
+    _, launcher, _ = _sweep(tmp_path, job, ["x=choice(1,2)"], n_trials=6, storage=url, seeds=[0, 1],
+                            reuse_duplicates=True)
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert len(trials) == 6 and all(t.state.name == "COMPLETE" for t in trials)
+    ran = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(launcher.launched) == 2 * len(ran) and len(ran) == len({t.params["x"] for t in trials}) <= 2
+    for t in trials:
+        assert t.value == pytest.approx(t.params["x"] + 0.05) and t.user_attrs["seed_values"] == [
+            [pytest.approx(t.params["x"])], [pytest.approx(t.params["x"] + 0.1)]]
+        if "duplicate_of" in t.user_attrs:
+            assert trials[t.user_attrs["duplicate_of"]].params == t.params
+    _, every, _ = _sweep(tmp_path / "all", job, ["x=choice(1,2)"], n_trials=6, seeds=[0, 1],
+                         storage=f"sqlite:///{tmp_path / 'all.db'}")
+    assert len(every.launched) == 12

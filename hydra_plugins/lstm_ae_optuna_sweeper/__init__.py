@@ -130,6 +130,9 @@ class OptunaSweeperConf:
     # configurations the study runs first (Optuna's enqueue_trial; each {param: value} of params), e.g. the
     # current defaults, so that the study's best is measured against them; a study that has one already skips it
     enqueue: Optional[List[Dict[str, Any]]] = None
+    # a trial whose parameters repeat a finished trial's is told its values without running (user attribute
+    # duplicate_of): for jobs that give the same result twice (seeded, on CPU); TPE re-proposes categorical points
+    reuse_duplicates: bool = False
     # database storages: each running trial's heartbeat every heartbeat_interval seconds; a trial
     # silent for grace_period (null: 2 x the interval) is failed as interrupted and replaced
     heartbeat_interval: Optional[int] = 60
