@@ -88,7 +88,7 @@ class Settings:
 
     seq_len: int = 32  # steps per window (dataset.seq_len)
     hidden: int = 32  # model.hidden_size
-    epochs: int = 50  # trainer.epochs, on the probation's windows (stride 1)
+    epochs: int = 100  # trainer.epochs, on the probation's windows (stride 1)
     batch_size: int = 32  # trainer.batch_size
     scaling: str = "train"  # dataset.scaling: train (the probation's min-max) | window
     seed: int = 0  # trainer.seed and dataset.seed

@@ -82,15 +82,15 @@ ERROR = "window_error"  # the error scored by default: the mean over the window 
 class Scoring:
     """How errors and values become scores (the module docstring)."""
 
-    short: int = 10  # steps in the recent mean of the error
-    long: int = 2000  # recent means in the reference distribution
+    short: int = 20  # steps in the recent mean of the error
+    long: int = 1000  # recent means in the reference distribution
     min_periods: int = 50  # fewest reference means (baseline: rows) before a step is scored
     mapping: str = "log"  # log | linear: the tail probability q as log(q + 1e-10) / log(1e-10), or 1 - q
     baseline_window: int = 500  # rows before t in the rolling z-score
-    suppress: int = 100  # alarm_score: after a row scoring >= suppress_above, the next ``suppress`` rows get 0 (0: none)
+    suppress: int = 200  # alarm_score: after a row scoring >= suppress_above, the next ``suppress`` rows get 0 (0: none)
     suppress_above: float = 0.6
-    # (long, suppress, suppress_above and detect's error="window_error": chosen on NAB's development subset,
-    # docs/anomaly.md 'NAB runner'; bench.nab takes these defaults)
+    # (short, long, suppress, suppress_above and detect's error="window_error": chosen on NAB's development subset
+    # by the study of docs/anomaly.md 'Search'; bench.nab takes these defaults)
 
     def check(self) -> "Scoring":
         for key in ("short", "long", "min_periods", "baseline_window"):
@@ -117,8 +117,8 @@ def to_score(tail: np.ndarray, mapping: str = "log") -> np.ndarray:
         return np.clip(np.log(tail + LOG_EPS) / np.log(LOG_EPS), 0.0, 1.0)
 
 
-def likelihood(errors: Sequence[float], short: int = 10, long: int = 500, min_periods: int = 50,
-               mapping: str = "log") -> np.ndarray:
+def likelihood(errors: Sequence[float], short: int = Scoring.short, long: int = Scoring.long,
+               min_periods: int = Scoring.min_periods, mapping: str = Scoring.mapping) -> np.ndarray:
     """Causal scores in [0, 1] of one series' per-step errors (NaN where missing); NaN before the
     first full reference. The module docstring gives the formula."""
     e = pd.Series(np.asarray(errors, dtype=float))
@@ -130,7 +130,8 @@ def likelihood(errors: Sequence[float], short: int = 10, long: int = 500, min_pe
     return to_score(norm.sf(z), mapping)  # NaN z -> NaN score
 
 
-def rolling_zscore(values: np.ndarray, window: int = 500, min_periods: int = 50, mapping: str = "log") -> np.ndarray:
+def rolling_zscore(values: np.ndarray, window: int = Scoring.baseline_window, min_periods: int = Scoring.min_periods,
+                   mapping: str = Scoring.mapping) -> np.ndarray:
     """The baseline's causal scores of one series' values ((n,) or (n, m)); the module docstring."""
     v = pd.DataFrame(np.asarray(values, dtype=float).reshape(len(values), -1))
     ref = v.shift(1).rolling(window, min_periods=min_periods)

@@ -19,7 +19,7 @@ from tests.conftest import CPU, NO_FIGURES, run_in_process
 
 T, N = 16, 600
 AT = 400  # where the anomalies start
-SCORING = an.Scoring(long=200, min_periods=30, baseline_window=200, suppress=0, suppress_above=0.5)  # small series; no suppression
+SCORING = an.Scoring(short=10, long=200, min_periods=30, baseline_window=200, suppress=0, suppress_above=0.5)  # small series; no suppression
 
 
 def wave(n: int, seed: int) -> np.ndarray:
@@ -254,7 +254,7 @@ def test_the_command_writes_scores_intervals_metrics_and_a_figure(run, tmp_path,
     labels = tmp_path / "windows.json"
     labels.write_text(json.dumps({"synthetic/spike.csv": [[str(AT - 2), str(AT + 2)]]}))
     out = tmp_path / "out"
-    an.main([str(run), str(data), "--out", str(out), "--labels", str(labels), "--long", "200", "--min-periods", "30",
+    an.main([str(run), str(data), "--out", str(out), "--labels", str(labels), "--short", "10", "--long", "200", "--min-periods", "30",
              "--baseline-window", "200", "--val-share", "0.5", "--suppress", "20", "--suppress-above", "0.3"])
     assert "model    auc_roc" in capsys.readouterr().out
     scores = pd.read_csv(out / "scores.csv")
