@@ -83,8 +83,8 @@ log = logging.getLogger("lstm_ae")
 @dataclass
 class Settings:
     """The one configuration every file gets (command-line options, with these defaults). The defaults
-    were chosen on NAB's development subset (../shared/data/nab) only; docs/anomaly.md 'NAB runner'
-    lists the settings measured and their NAB scores."""
+    are the best of the nab_optuna study on NAB's development subset (../shared/data/nab) only, the mean
+    NAB standard over 3 seeds (docs/anomaly.md 'Search'; 'NAB runner' lists other settings measured)."""
 
     seq_len: int = 32  # steps per window (dataset.seq_len)
     hidden: int = 32  # model.hidden_size

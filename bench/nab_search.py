@@ -3,7 +3,7 @@
 (conf/nab.yaml; conf/hparams_search/nab_optuna.yaml; docs/anomaly.md).
 
     python -m bench.nab_search                               # the defaults on $LSTM_AE_DATA/nab
-    python -m bench.nab_search -m hparams_search=nab_optuna  # the search over them (docs/anomaly.md 'Search')
+    python -m bench.nab_search -m hparams_search=nab_optuna  # the search that chose them (docs/anomaly.md 'Search')
 """
 import hydra
 from omegaconf import DictConfig
