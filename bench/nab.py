@@ -271,13 +271,13 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
     ev = steps[rows]
     metrics = {who: an.evaluate(ev[col], labels[rows], ev[flag])
                for who, col, flag in (("model", "score", "flagged"), ("baseline", "baseline_score", "baseline_flagged"))}
-    baseline = an.suppress(steps["baseline_score"].to_numpy(dtype=float), s.suppress, s.suppress_above)
     done = time.perf_counter()
     return {"file": key, "rows": n, "probation": prob, "threshold": det.metrics["threshold"],
             "baseline_threshold": det.metrics["baseline_threshold"], **metrics,
             "seconds": round(done - began, 2), "train_seconds": round(trained - began, 2),
             "score_seconds": round(done - trained, 2), "results": str(target),
-            STREAMS: {"model": score, "baseline": np.clip(np.nan_to_num(baseline), 0.0, 1.0), "labels": labels}}
+            STREAMS: {"model": score, "labels": labels,
+                      "baseline": np.clip(steps["baseline_alarm_score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)}}
 
 
 # ------------------------------------------------------------------------------ NAB's scorer
