@@ -107,8 +107,8 @@ class Settings:
     error: str = an.ERROR  # error | window_error
     suppress: int = an.Scoring.suppress  # NAB's anomaly_score: after a row scoring >= suppress_above, the next rows get 0
     suppress_above: float = an.Scoring.suppress_above  # the project's metrics use the score before this
-    quantile: float = 0.99  # threshold: this quantile of the probation's scores ...
-    min_threshold: float = 0.5  # ... at least this
+    quantile: float = an.QUANTILE  # threshold: this quantile of the probation's scores ...
+    min_threshold: float = an.MIN_THRESHOLD  # ... at least this
 
     def scoring(self) -> an.Scoring:
         return an.Scoring(self.short, self.long, self.min_periods, self.mapping, self.baseline_window, self.suppress,

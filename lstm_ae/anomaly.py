@@ -76,6 +76,8 @@ DERIVED = ("error", "score", "baseline_score", "alarm_score", "baseline_alarm_sc
 
 
 ERROR = "window_error"  # the error scored by default: the mean over the window ending at the step (NAB subset)
+QUANTILE = 0.99  # the threshold: this quantile of the validation rows' scores ...
+MIN_THRESHOLD = 0.5  # ... raised to at least this
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def suppress(scores: np.ndarray, rows: int, above: float = Scoring.suppress_abov
     return out
 
 
-def threshold(scores: np.ndarray, quantile: float = 0.99, min_threshold: float = 0.5) -> float:
+def threshold(scores: np.ndarray, quantile: float = QUANTILE, min_threshold: float = MIN_THRESHOLD) -> float:
     """The ``quantile`` of the (non-NaN) ``scores``, raised to at least ``min_threshold``."""
     check_fraction("--threshold-quantile", quantile, 0.0, 1.0)
     check_fraction("--min-threshold", min_threshold, 0.0, 1.0, upper_open=True)
@@ -418,7 +420,7 @@ def own_validation(ds: Any, names: List[str], lengths: List[int]) -> Dict[str, n
 
 
 def detect(run: Any, paths: Sequence[Union[str, Path]] = (), labels: Optional[Union[str, Path, dict]] = None,
-           scoring: Scoring = Scoring(), quantile: float = 0.99, min_threshold: float = 0.5,
+           scoring: Scoring = Scoring(), quantile: float = QUANTILE, min_threshold: float = MIN_THRESHOLD,
            fixed: Optional[float] = None, val_share: float = 0.15, gap: int = 0, error: str = ERROR) -> Detection:
     """Apply ``run`` causally to ``paths`` (none: the run's own data), score, threshold, flag, group,
     and evaluate against ``labels`` (a windows JSON file or dict; none: the data's label column, if any).
@@ -583,11 +585,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--labels", type=Path, metavar="JSON", help='windows {"<file>.csv": [[start, end], ...]} '
                         "(NAB's combined_windows.json); default: the data's label column, if any")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--threshold-quantile", type=float, default=0.99, metavar="Q",
-                       help="threshold: this quantile of the validation rows' scores (default 0.99)")
+    group.add_argument("--threshold-quantile", type=float, default=QUANTILE, metavar="Q",
+                       help=f"threshold: this quantile of the validation rows' scores (default {QUANTILE})")
     group.add_argument("--false-alarm-rate", type=float, metavar="R", help="threshold: quantile 1 - R")
     group.add_argument("--threshold", type=float, metavar="T", help="a fixed threshold in [0, 1)")
-    parser.add_argument("--min-threshold", type=float, default=0.5, help="the quantile raised to at least this (0.5)")
+    parser.add_argument("--min-threshold", type=float, default=MIN_THRESHOLD,
+                        help=f"the quantile raised to at least this ({MIN_THRESHOLD})")
     parser.add_argument("--val-share", type=float, default=0.15,
                         help="new data: the first share of each series' rows for the threshold (default 0.15)")
     parser.add_argument("--short", type=int, default=d.short, help=f"steps in the recent error mean ({d.short})")
