@@ -260,7 +260,10 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
         raise RuntimeError(f"{key}: detect returned {len(steps)} rows for {n}, or another order")
     labels = an.labels_from_windows({key: windows}, an._stem(key), raw["timestamp"].to_numpy(),
                                     source=str(LABELS))
-    score = np.clip(steps["alarm_score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)  # repeat alarms suppressed
+    def stream(column: str) -> np.ndarray:  # an alarm stream as NAB reads it: in [0, 1], 0 where none yet
+        return np.clip(steps[column].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)
+
+    score = stream("alarm_score")  # repeat alarms suppressed
     category, name = key.split("/", 1)
     target = Path(out) / detector / category / f"{detector}_{name}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -276,8 +279,7 @@ def one_file(nab: str, key: str, windows: list, out: str, detector: str, s: Sett
             "baseline_threshold": det.metrics["baseline_threshold"], **metrics,
             "seconds": round(done - began, 2), "train_seconds": round(trained - began, 2),
             "score_seconds": round(done - trained, 2), "results": str(target),
-            STREAMS: {"model": score, "labels": labels,
-                      "baseline": np.clip(steps["baseline_alarm_score"].fillna(0.0).to_numpy(dtype=float), 0.0, 1.0)}}
+            STREAMS: {"model": score, "baseline": stream("baseline_alarm_score"), "labels": labels}}
 
 
 # ------------------------------------------------------------------------------ NAB's scorer

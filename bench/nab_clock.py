@@ -14,14 +14,10 @@ settings, the wall seconds and each file's (training, scoring); no metric (the v
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -90,18 +86,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = nab.Settings()
     with tempfile.TemporaryDirectory(prefix="nab_clock_") as tmp:
         folder = synthetic(lengths, Path(tmp) / "corpus")
-        load = os.getloadavg()
-        began = time.perf_counter()
         report = nab.run_all(folder, Path(tmp) / "results", settings, jobs=args.jobs)
-        wall = time.perf_counter() - began
-    from lstm_ae.reproduce import cpu_name
-
     out = {"command": "python -m bench.nab_clock " + " ".join(sys.argv[1:] if argv is None else argv),
-           "machine": cpu_name(), "cores": os.cpu_count(), "device": "cpu", "jobs": args.jobs,
-           "load_average_before": [round(x, 2) for x in load],
-           "load_average_after": [round(x, 2) for x in os.getloadavg()], "date": dt.date.today().isoformat(),
-           "files": len(lengths), "rows": sum(lengths.values()), "settings": asdict(settings),
-           "seconds": round(wall, 1), "seconds_summed": round(sum(f["seconds"] for f in report["files"]), 1),
+           **{k: report[k] for k in ("machine", "cores", "device", "jobs", "load_average_before",
+                                     "load_average_after", "date")},
+           "files": len(lengths), "rows": sum(lengths.values()), "settings": report["settings"],
+           "seconds": report["seconds"], "seconds_summed": round(sum(f["seconds"] for f in report["files"]), 1),
            "per_file": [{k: f[k] for k in ("file", "rows", "seconds", "train_seconds", "score_seconds")}
                         for f in report["files"]]}
     if args.json:

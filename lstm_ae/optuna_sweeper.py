@@ -207,11 +207,11 @@ def check_enqueue(enqueue: list, space: dict) -> list:
         where = f"hydra.sweeper.enqueue[{i}]"
         unknown = sorted(set(params) - set(space))
         missing = sorted(set(space) - set(params))
-        if unknown or missing:
-            raise SystemExit(f"{where}: {'no such searched parameter ' + ', '.join(unknown) if unknown else ''}"
-                             f"{'; ' if unknown and missing else ''}"
-                             f"{'no value for ' + ', '.join(missing) if missing else ''}; give a value for each "
-                             f"parameter of hydra.sweeper.params ({', '.join(space)})")
+        wrong = ([f"no such searched parameter {', '.join(unknown)}"] if unknown else []) + (
+            [f"no value for {', '.join(missing)}"] if missing else [])
+        if wrong:
+            raise SystemExit(f"{where}: {'; '.join(wrong)}; give a value for each parameter of hydra.sweeper.params "
+                             f"({', '.join(space)})")
         for name, value in params.items():
             dist = space[name]
             try:
@@ -544,7 +544,7 @@ class TotalTrialsSweep:
         def key(params: dict, attrs: dict) -> str:
             return repr(sorted({**params, **{k: attrs.get(k) for k in fixed}}.items()))
 
-        mine = key(trial.params, {**trial.user_attrs, **fixed})
+        mine = key(trial.params, trial.user_attrs)  # (_configure_trials stored the fixed values there)
         for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if done.number != trial.number and key(done.params, done.user_attrs) == mine:
                 trial.set_user_attr("duplicate_of", done.number)
