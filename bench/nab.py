@@ -153,13 +153,13 @@ def data_files(nab: Path) -> List[str]:
     return sorted(p.relative_to(nab / "data").as_posix() for p in (nab / "data").glob("*/*.csv"))
 
 
-def check_layout(nab: Path) -> Dict[str, list]:
-    """The folder's windows, or one line saying what is missing."""
+def check_layout(nab: Path, option: str = "--nab") -> Dict[str, list]:
+    """The folder's windows, or one line saying what is missing (naming the ``option`` that gave the folder)."""
     if not (nab / "data").is_dir() or not data_files(nab):
-        raise DataError(f"--nab {nab}: no data/<category>/<file>.csv in it; give a NAB checkout or a folder in its "
+        raise DataError(f"{option} {nab}: no data/<category>/<file>.csv in it; give a NAB checkout or a folder in its "
                         "layout (data/<category>/<file>.csv, labels/combined_windows.json)")
     if not (nab / LABELS).is_file():
-        raise DataError(f"--nab {nab}: no {LABELS}; give a NAB checkout or a folder in its layout")
+        raise DataError(f"{option} {nab}: no {LABELS}; give a NAB checkout or a folder in its layout")
     windows = an.read_windows(nab / LABELS)
     missing = [k for k in data_files(nab) if k not in windows]
     if missing:

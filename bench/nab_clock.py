@@ -30,7 +30,7 @@ from lstm_ae.errors import DataError
 
 def lengths_of_folder(folder: Path) -> Dict[str, int]:
     """``<category>/<file>.csv`` -> rows (header excluded) of a NAB-layout folder."""
-    nab.check_layout(folder)
+    nab.check_layout(folder, "--like")
     return {k: sum(1 for _ in open(folder / "data" / k)) - 1 for k in nab.data_files(folder)}
 
 

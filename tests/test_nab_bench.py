@@ -237,6 +237,8 @@ def test_the_clocks_corpus_has_the_shape_of_the_one_it_copies(folder, tmp_path):
     subprocess.run(["git", "-C", str(git), "add", "data"], check=True)
     subprocess.run(["git", "-C", str(git), "commit", "-qm", "data"], check=True)
     assert nab_clock.lengths_of_git(git / ".git") == lengths
+    with pytest.raises(nab.DataError, match="^--like .*: no data/<category>/<file>.csv in it"):
+        nab_clock.lengths_of_folder(tmp_path / "nothing")
     with pytest.raises(nab.DataError, match="no data/<category>/<file>.csv at HEAD"):
         subprocess.run(["git", "-C", str(git), "rm", "-rq", "data"], check=True)
         subprocess.run(["git", "-C", str(git), "commit", "-qm", "gone"], check=True)
