@@ -423,7 +423,7 @@ def search_job(cfg: Any, run_dir: Path, continue_job: bool = False) -> Dict[str,
         if done is not None:
             log.info("%s holds this config's results (finished before): not run again", run_dir / rf.RESULTS)
             return done
-        check_layout(Path(r.path))
+        check_layout(Path(r.path), "nab.path")
         ex.save_hydra(run_dir, cfg)
         rf.start(run_dir, **{**ex.identity(cfg, fingerprint), "task": "nab"}, resumes=None,
                  objective=f"val_{r.objective}", objective_mode="max")

@@ -194,6 +194,7 @@ def test_search_job_is_a_run_folder(folder, tmp_path):
     ("detector.hiden=3", "detector.hiden: no such key; did you mean detector.hidden?"),
     ("nab.jobs=0", "nab.jobs=0: give a whole number >= 1"),
     ("nab.detector=lstm_ae", "nab.detector='lstm_ae': give letters and digits only"),
+    ("nab.path=/nonexistent_nab", "nab.path /nonexistent_nab: no data/<category>/<file>.csv in it"),
 ])
 def test_search_job_refuses_bad_values(folder, tmp_path, override, says):
     proc = search(f"nab.path={folder}", override, f"hydra.run.dir={tmp_path / 'job'}")
